@@ -1,0 +1,1 @@
+"""segshield.attacks (filled in by its issue)."""

@@ -1,0 +1,13 @@
+"""``segshield analyze``: placeholder until its issue lands (replace this whole file)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return sub.add_parser("analyze", help="Frequency analysis (not yet implemented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("segshield analyze: not implemented yet")

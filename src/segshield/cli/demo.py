@@ -1,0 +1,13 @@
+"""``segshield demo``: placeholder until its issue lands (replace this whole file)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return sub.add_parser("demo", help="Run the demo (not yet implemented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("segshield demo: not implemented yet")

@@ -1,0 +1,13 @@
+"""``segshield train``: placeholder until its issue lands (replace this whole file)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return sub.add_parser("train", help="Train a model (not yet implemented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("segshield train: not implemented yet")

@@ -1,0 +1,1 @@
+"""segshield.data (filled in by its issue)."""

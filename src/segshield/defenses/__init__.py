@@ -1,0 +1,1 @@
+"""segshield.defenses (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""segshield.diagnosis (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""segshield.evaluation (filled in by its issue)."""

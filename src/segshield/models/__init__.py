@@ -1,0 +1,1 @@
+"""segshield.models (filled in by its issue)."""

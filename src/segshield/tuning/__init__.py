@@ -1,0 +1,1 @@
+"""segshield.tuning (filled in by its issue)."""

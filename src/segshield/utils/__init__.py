@@ -1,0 +1,1 @@
+"""Shared utilities: image I/O, progress bars, reproducibility."""
