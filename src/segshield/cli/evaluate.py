@@ -1,13 +1,192 @@
-"""``segshield evaluate``: placeholder until its issue lands (replace this whole file)."""
+"""``segshield evaluate``: measure defences against attacks, one row per sample (SPEC §5).
+
+Either ``--config EXP.yaml`` (or ``.json``) or flags; flags given beside a config file
+replace its values. Results go to ``-o RESULTS`` (SQLite + manifest); re-running the
+same command after an interruption resumes without recomputing finished rows.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
+
+log = logging.getLogger(__name__)
+
+_LIST_FLAGS = {
+    "model": "models",
+    "data": "datasets",
+    "attack": "attacks",
+    "adaptive": "adaptive",
+    "defense": "defenses",
+    "classifier": "classifiers",
+    "classifier_attack": "classifier_attacks",
+}
+_SCALAR_FLAGS = (
+    "target",
+    "size",
+    "split",
+    "limit",
+    "n",
+    "seed",
+    "batch_size",
+    "examples",
+    "glaucoma_threshold",
+    "device",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("evaluate", help="Evaluate defences (not yet implemented)")
+    """Register ``segshield evaluate``."""
+    p = sub.add_parser(
+        "evaluate",
+        help="Evaluate defences against attacks (results table + manifest, resumable)",
+        description=__doc__,
+    )
+    p.add_argument("--config", help="experiment file (.yaml needs PyYAML, or .json)")
+    p.add_argument("--model", action="append", help="model checkpoint (repeatable)")
+    p.add_argument("--data", action="append", help="data spec KIND[:PATH] (repeatable)")
+    p.add_argument("--attack", action="append", help="attack spec, e.g. asma:steps=200")
+    p.add_argument(
+        "--adaptive",
+        action="append",
+        metavar="ATTACK",
+        help="attack spec run through each defence (BPDA/EOT; repeatable)",
+    )
+    p.add_argument(
+        "--defense",
+        action="append",
+        help="defence spec (repeatable); none (no defence) is always added",
+    )
+    p.add_argument("--classifier", action="append", help="classifier checkpoint (repeatable)")
+    p.add_argument("--classifier-attack", action="append", help="attack spec for the classifiers")
+    p.add_argument("--target", help="target masks for targeted attacks (default other-gt)")
+    p.add_argument("--untargeted", action="store_true", help="no target masks")
+    p.add_argument("--size", type=int, help="image side (default: the model's input size)")
+    p.add_argument("--split", help="all, train, val or test (default val)")
+    p.add_argument("--limit", type=int, help="at most N samples per dataset")
+    p.add_argument("--n", type=int, help="load_dataset(n=): phantom set size before splitting")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--batch-size", type=int, help="samples per batch (default 8)")
+    p.add_argument("--examples", type=int, help="example panels kept per row group (default 2)")
+    p.add_argument("--glaucoma-threshold", type=float, help="CDR threshold (default 0.6)")
+    p.add_argument(
+        "--no-png-roundtrip",
+        action="store_true",
+        help="do not round adversarial images to 8 bits before the defence",
+    )
+    p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("-o", "--output", required=True, help="results folder (created or resumed)")
+    p.add_argument("--report", help="also write the HTML report to this file")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    """Build the :class:`EvalConfig` from ``--config`` and the flags.
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: bad or missing settings.
+    """
+    from segshield.evaluation.config import EvalConfig, load_config
+
+    overrides = {}
+    for flag, name in _LIST_FLAGS.items():
+        if getattr(args, flag):
+            overrides[name] = list(getattr(args, flag))
+    for name in _SCALAR_FLAGS:
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.no_png_roundtrip:
+        overrides["png_roundtrip"] = False
+    if args.untargeted:
+        if args.target is not None:
+            raise ValueError("--untargeted: cannot be combined with --target")
+    if args.config:
+        cfg = load_config(args.config, **overrides)
+        if args.untargeted:
+            cfg.target = None
+        return cfg
+    if args.untargeted:
+        overrides["target"] = None
+    if not overrides.get("models") and not overrides.get("classifiers"):
+        raise ValueError("--model: expected at least one checkpoint (or --config FILE)")
+    if not overrides.get("datasets"):
+        raise ValueError("--data: expected at least one data spec KIND[:PATH] (or --config)")
+    return EvalConfig.from_dict(overrides)
+
+
+def check_model_paths(models: list[str], flag: str = "--model") -> None:
+    """Check each checkpoint exists as given or as ``NAME.safetensors``.
+
+    Raises:
+        FileNotFoundError: naming the missing checkpoint.
+    """
+    for m in models:
+        p = Path(m)
+        if not (p.is_file() or p.with_suffix(".safetensors").is_file()):
+            raise FileNotFoundError(
+                f"{flag}: {m}: no such checkpoint (expected {p.with_suffix('.safetensors')} "
+                "and its .json); train one with `segshield train`"
+            )
+
+
+def _check_data_paths(specs: list[str]) -> None:
+    for spec in specs:
+        _, sep, path = spec.partition(":")
+        if sep and not Path(path).exists():
+            raise FileNotFoundError(f"--data: {spec}: no such folder {path}; check the path")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Check every argument before any work; the config is kept on ``args``.
+
+    Raises:
+        ValueError: bad settings, unknown attack/defence specs, or a results folder that
+            holds a different run.
+        FileNotFoundError: missing config, checkpoint or data folder.
+    """
+    from segshield.attacks import get_attack
+    from segshield.defenses import get_defense
+    from segshield.evaluation.store import ResultStore
+
+    cfg = config_from_args(args)
+    check_model_paths(cfg.models)
+    _check_data_paths(cfg.datasets)
+    check_model_paths(cfg.classifiers, "--classifier")
+    for spec in [*cfg.attacks, *cfg.adaptive, *cfg.classifier_attacks]:
+        get_attack(spec)
+    for spec in cfg.defenses:
+        get_defense(spec)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output: {out} is a file; expected a results folder")
+    if (out / "manifest.json").is_file():
+        with ResultStore(out) as store:
+            old = (store.manifest() or {}).get("config_digest")
+        if old != cfg.digest():
+            raise ValueError(
+                f"--output: {out} holds a run with a different configuration; "
+                "use another folder, or the same settings to resume"
+            )
+    args._config = cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("segshield evaluate: not implemented yet")
+    """Run or resume the evaluation, print the summary table; 0 on success."""
+    from segshield.evaluation.harness import run_evaluation
+    from segshield.evaluation.report import render_report
+    from segshield.evaluation.summary import format_summary, summarize
+
+    cfg = args._config if hasattr(args, "_config") else config_from_args(args)
+    store = run_evaluation(cfg, args.output)
+    try:
+        print(format_summary(summarize(store.rows()), "md"))
+        if args.report:
+            path = render_report(store, args.report)
+            log.info("report written to %s", path)
+    finally:
+        store.close()
+    log.info("results in %s", args.output)
+    return 0

@@ -1,13 +1,80 @@
-"""``segshield report``: placeholder until its issue lands (replace this whole file)."""
+"""``segshield report RESULTS``: the HTML report, or the summary as md, csv or json.
+
+``-o report.html`` writes one self-contained HTML file (images embedded);
+``--format md|csv|json`` prints the summary rows (full precision for csv and json).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_parser", "validate", "run"]
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("report", help="Render a report (not yet implemented)")
+    """Register ``segshield report``."""
+    p = sub.add_parser(
+        "report", help="HTML report or summary table of evaluation results", description=__doc__
+    )
+    p.add_argument("results", help="results folder written by `segshield evaluate -o`")
+    p.add_argument("-o", "--output", help="HTML file to write")
+    p.add_argument(
+        "--format", choices=("md", "csv", "json"), help="print the summary in this format"
+    )
+    p.add_argument(
+        "--table",
+        choices=("results", "classifier"),
+        default="results",
+        help="summary printed by --format: segmentation results or classifier rows",
+    )
+    p.add_argument("--examples", type=int, default=12, help="example panels in the HTML (12)")
+    p.add_argument("--title", default="segshield report", help="HTML page title")
+    return p
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Check the arguments before reading anything.
+
+    Raises:
+        FileNotFoundError: no results database in ``results``.
+        ValueError: neither ``-o`` nor ``--format``, a negative ``--examples``, or an
+            output path inside the results' database.
+    """
+    from segshield._checks import check_number
+
+    db = Path(args.results) / "results.sqlite"
+    if not db.is_file():
+        raise FileNotFoundError(
+            f"results: {args.results} holds no results.sqlite; "
+            "pass the folder written by `segshield evaluate -o`"
+        )
+    if args.output is None and args.format is None:
+        raise ValueError("expected -o report.html and/or --format md|csv|json")
+    check_number("--examples", args.examples, low=0, integer=True)
+    if args.output is not None:
+        out = Path(args.output)
+        if out.is_dir():
+            raise ValueError(f"--output: {out} is a folder; expected an HTML file name")
+        if out.resolve() in (db.resolve(), (Path(args.results) / "manifest.json").resolve()):
+            raise ValueError(f"--output: {out} would overwrite the results; choose another file")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("segshield report: not implemented yet")
+    """Write the HTML and/or print the summary; 0 on success."""
+    from segshield.evaluation.report import CLASSIFIER_COLUMNS, render_report
+    from segshield.evaluation.store import ResultStore
+    from segshield.evaluation.summary import format_summary, summarize
+
+    with ResultStore(args.results, readonly=True) as store:
+        if args.format is not None:
+            summary = summarize(store.rows(args.table))
+            columns = CLASSIFIER_COLUMNS if args.table == "classifier" else None
+            print(format_summary(summary, args.format, columns=columns))
+        if args.output is not None:
+            path = render_report(store, args.output, args.examples, args.title)
+            log.info("report written to %s", path)
+    return 0

@@ -1,13 +1,273 @@
-"""``segshield train``: placeholder until its issue lands (replace this whole file)."""
+"""``segshield train``: train a segmentation model (or, with ``--task classify``, a classifier).
+
+Example::
+
+    segshield train --data phantom-derm --model unet --size 64 --epochs 1 -o runs/derm
+    segshield train --data isic:/data/isic2017 --model unet:width=16 --size 128 \\
+        --epochs 30 -o runs/isic
+    segshield train --data isic:/data/isic2017 ... --epochs 40 -o runs/isic --resume runs/isic
+
+Writes ``CKPT.safetensors`` + ``CKPT.json`` (best epoch by validation Dice) and
+``CKPT.state.safetensors`` + ``CKPT.state.json`` (last epoch, for ``--resume``).
+``--resume`` may name the output itself: training continues in place. With the same
+``--epochs`` a resumed run follows the interrupted one exactly (per-epoch seeds, a
+cosine learning-rate schedule computed from the step); a larger ``--epochs`` extends
+training and recomputes the schedule for the new length.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+
+__all__ = ["add_parser", "validate", "run", "parse_size"]
+
+log = logging.getLogger(__name__)
+
+PHANTOM_KINDS = ("phantom-derm", "phantom-fundus")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"128"`` -> ``(128, 128)``; ``"192x256"`` -> ``(192, 256)`` (height x width).
+
+    Raises:
+        ValueError: not one or two integers in 8..4096.
+    """
+    parts = str(text).lower().split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) not in (1, 2) or not all(8 <= v <= 4096 for v in hw):
+        raise ValueError(
+            f"--size: expected S or HxW with values in 8..4096 (e.g. 128 or 192x256), got {text!r}"
+        )
+    return (hw[0], hw[0]) if len(hw) == 1 else (hw[0], hw[1])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("train", help="Train a model (not yet implemented)")
+    """Register ``segshield train``."""
+    p = sub.add_parser(
+        "train",
+        help="train a segmentation model (Dice + CE, augmentation, best checkpoint)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="KIND[:PATH]",
+        help="data set: phantom-derm, phantom-fundus, or KIND:PATH with KIND one of isic, "
+        "ph2, drishti, refuge, origa, paddleseg, folder",
+    )
+    p.add_argument(
+        "--model",
+        default="unet",
+        metavar="NAME[:k=v,...]",
+        help="model name, optionally with settings (e.g. unet:width=16); default unet",
+    )
+    p.add_argument(
+        "--size", default="128", metavar="S|HxW", help="input size (default 128, e.g. 192x256)"
+    )
+    p.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
+    p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint stem")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--resume",
+        metavar="CKPT",
+        default=None,
+        help="continue from the training state of an earlier run's -o stem",
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        help="hold out this fraction of all items for validation (default: the data "
+        "loader's split: official folders, or a seeded 70/15/15 train/val/test split)",
+    )
+    p.add_argument(
+        "--task",
+        choices=("segment", "classify"),
+        default="segment",
+        help="segment (default) or classify (glaucoma/melanoma classifier)",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loader worker processes (default 0; each uses one torch thread)",
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="phantoms: number of images generated before the split (data default 200); "
+        "real data: use only the first N items of each split (for quick runs)",
+    )
+    return p
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Check every argument before any data is read or a model is built.
+
+    Raises:
+        ValueError: an argument is malformed or out of range (the message names it).
+        FileNotFoundError: the data folder or the resume state is missing.
+    """
+    from segshield._checks import check_choice
+    from segshield.data import parse_spec
+
+    kind, path = parse_spec(args.data)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"--data: folder {path} does not exist")
+    args.size_hw = parse_size(args.size)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs: expected an integer >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device: cuda was asked for but no CUDA device is available")
+    out = Path(args.output)
+    if out.suffix in (".safetensors", ".json"):
+        out = out.with_suffix("")
+    if out.exists() and out.is_dir():
+        raise ValueError(f"-o: {out} is a folder; give a file stem such as {out}/model")
+    args.output = str(out)
+    if args.task == "classify":
+        for flag, value in (
+            ("--resume", args.resume),
+            ("--val-split", args.val_split),
+            ("--workers", args.workers),
+            ("--n", args.n),
+        ):
+            if value is not None:
+                raise ValueError(f"{flag}: not supported with --task classify")
+        return
+    from segshield.models import list_models, parse_model_spec
+
+    name, _ = parse_model_spec(args.model)
+    check_choice("--model", name, list_models())
+    if args.val_split is not None and not 0 < args.val_split < 1:
+        raise ValueError(f"--val-split: expected a fraction in (0, 1), got {args.val_split}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers: expected an integer >= 0, got {args.workers}")
+    if args.n is not None and args.n < (2 if kind in PHANTOM_KINDS else 1):
+        raise ValueError(f"--n: expected at least 2 phantoms or 1 real item, got {args.n}")
+    if args.resume is not None:
+        from segshield.training import state_paths
+
+        for p in state_paths(args.resume):
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"--resume: {p} not found; give the -o stem of an earlier segshield train run"
+                )
+
+
+def _load_splits(args: argparse.Namespace):
+    """Train and validation sets: the loader's split, or ``--val-split`` of all items."""
+    from segshield.data import load_dataset
+
+    n = {"n": args.n} if args.n is not None else {}
+    if args.val_split is None:
+        train = load_dataset(args.data, size=args.size_hw, split="train", seed=args.seed, **n)
+        val = load_dataset(args.data, size=args.size_hw, split="val", seed=args.seed, **n)
+        return train, val
+    import torch
+
+    full = load_dataset(args.data, size=args.size_hw, split="all", seed=args.seed, **n)
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    n_val = min(max(1, round(args.val_split * len(full))), len(full) - 1)
+    if n_val < 1:
+        raise ValueError(f"--val-split: {args.data} has {len(full)} item(s); need at least 2")
+    return _Subset(full, sorted(order[n_val:])), _Subset(full, sorted(order[:n_val]))
+
+
+class _Subset:
+    """Items ``indices`` of a data set, keeping its ``num_classes``/``class_names``/``regions``."""
+
+    def __init__(self, base, indices: list[int]) -> None:
+        self.base = base
+        self.indices = indices
+        self.num_classes = base.num_classes
+        self.class_names = base.class_names
+        self.regions = base.regions
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("segshield train: not implemented yet")
+    """Train and print a JSON summary of the best epoch; 0 on success."""
+    if args.task == "classify":
+        from segshield.classification.training import fit_classifier
+
+        result = fit_classifier(
+            data=args.data,
+            model=args.model,
+            size=args.size_hw[0],
+            epochs=args.epochs,
+            out=Path(args.output),
+            seed=args.seed,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            device=args.device,
+        )
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+
+    from segshield.models import build_model
+    from segshield.training import train_segmentation
+    from segshield.utils.seed import seed_everything
+
+    seed_everything(args.seed)
+    train_ds, val_ds = _load_splits(args)
+    k = 1 if train_ds.num_classes == 2 else train_ds.num_classes
+    channels = int(train_ds[0]["image"].shape[0])
+    model = build_model(
+        args.model, num_classes=k, in_channels=channels, class_names=train_ds.class_names
+    )
+    import torch
+
+    log.info(
+        "training %s (K=%d, C=%d) on %s: %d train / %d val items at %s, %d torch threads",
+        args.model,
+        k,
+        channels,
+        args.data,
+        len(train_ds),
+        len(val_ds),
+        "x".join(map(str, args.size_hw)),
+        torch.get_num_threads(),
+    )
+    result = train_segmentation(
+        model,
+        train_ds,
+        val_ds,
+        epochs=args.epochs,
+        out=args.output,
+        regions=dict(train_ds.regions),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+        workers=args.workers or 0,
+        trained_on=args.data,
+    )
+    summary = {k: result[k] for k in ("best_epoch", "best_scores", "epochs_run", "seconds")}
+    summary["checkpoint"] = [f"{args.output}.safetensors", f"{args.output}.json"]
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,13 +1,255 @@
-"""``segshield tune``: placeholder until its issue lands (replace this whole file)."""
+"""``segshield tune``: tune the FR table to a data set and model (issue 6).
+
+Searches FR band layouts and steps on the validation split for the best recovered Dice
+under the attack with benign Dice loss <= ``--max-benign-loss``, reports the tuned and
+the paper's table on the held-out split, and writes ``TABLE.json`` (loadable with
+``FrequencyRefinement.from_file``), ``TABLE.pareto.png``/``.svg``, the evaluation
+cache ``TABLE.cache.jsonl`` and the adversarial images ``TABLE.cache.*-adv.safetensors``
+(both reused with ``--resume``). When ``--heldout-split`` equals ``--val-split`` (e.g.
+ISIC 2017, which has no test split here), that split is divided into two disjoint
+seeded halves: validation and held-out. Exit 1 when no table met the
+bound on the validation split (the best one is still written, marked infeasible).
+
+Example::
+
+    segshield tune --model runs/unet --data phantom-derm --max-benign-loss 0.01 \
+        --attack "asma:steps=200" --budget 120 -o fr_tuned.json
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "add_parser",
+    "validate",
+    "run",
+    "load_inputs",
+    "checkpoint_exists",
+    "check_common_args",
+    "parse_ints",
+]
+
+log = logging.getLogger("segshield.cli.tune")
+
+SPLITS = ("train", "val", "test", "all")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("tune", help="Tune the FR table (not yet implemented)")
+    """Register ``segshield tune``."""
+    p = sub.add_parser(
+        "tune",
+        help="tune the FR quantisation table to a data set and model",
+        description=__doc__.split("Example::")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="checkpoint (X, X.safetensors or X.json)")
+    p.add_argument("--data", required=True, help="data set spec KIND[:PATH], e.g. phantom-derm")
+    p.add_argument(
+        "--max-benign-loss",
+        type=float,
+        default=0.01,
+        help="bound on the validation benign Dice loss, in [0, 1] (default 0.01)",
+    )
+    p.add_argument("--attack", default="asma", help="attack spec (default asma)")
+    p.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="also score the best tables against a BPDA attack on the defended model",
+    )
+    p.add_argument("--adaptive-top-k", type=int, default=3, help="tables re-scored (default 3)")
+    p.add_argument("--budget", type=int, default=120, help="tables scored (default 120)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="reuse TABLE.cache.jsonl")
+    p.add_argument("--limit", type=int, default=None, help="at most N images per split")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
+    p.add_argument("--val-split", default="val", choices=SPLITS, help="search split (val)")
+    p.add_argument("--heldout-split", default="test", choices=SPLITS, help="report split (test)")
+    p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
+    p.add_argument("--jpeg", default="50,75,90", help="JPEG qualities to compare (50,75,90)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("-o", "--output", required=True, help="output table JSON")
+    return p
+
+
+def checkpoint_exists(model: str) -> bool:
+    """Whether ``model`` names a checkpoint by stem, ``.safetensors`` or ``.json``."""
+    p = Path(model)
+    return p.is_file() or p.with_name(p.name + ".safetensors").is_file()
+
+
+def parse_ints(name: str, text: str) -> list[int]:
+    """Comma-separated integers, e.g. ``"50,75,90"`` (empty string: none).
+
+    Raises:
+        ValueError: an item is not an integer, naming the argument.
+    """
+    out = []
+    for part in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    return out
+
+
+def check_common_args(args: argparse.Namespace) -> None:
+    """Checks shared by ``tune`` and ``analyze``: model, data, seed, sizes, attack."""
+    from segshield._checks import check_number
+
+    if not checkpoint_exists(args.model):
+        raise FileNotFoundError(
+            f"--model: no checkpoint at {args.model!r} (X.safetensors + X.json)"
+        )
+    if not args.data.strip():
+        raise ValueError("--data: expected KIND[:PATH], e.g. phantom-derm or isic:/data/isic")
+    check_number("--seed", args.seed, low=0, integer=True)
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    if args.limit is not None:
+        check_number("--limit", args.limit, low=2, integer=True)
+    if args.size is not None:
+        check_number("--size", args.size, low=8, high=8192, integer=True)
+    if args.attack:
+        from segshield.attacks import get_attack
+
+        get_attack(args.attack)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Check every argument before any expensive work.
+
+    Raises:
+        ValueError: a bad number, split, attack or output path (naming the argument).
+        FileNotFoundError: the checkpoint is missing.
+    """
+    from segshield._checks import check_number
+
+    check_common_args(args)
+    check_number("--max-benign-loss", args.max_benign_loss, low=0, high=1)
+    check_number("--budget", args.budget, low=1, integer=True)
+    check_number("--adaptive-top-k", args.adaptive_top_k, low=1, integer=True)
+    for q in parse_ints("--jpeg", args.jpeg):
+        check_number("--jpeg", q, low=1, high=100, integer=True)
+    out = Path(args.output)
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
+    if out.is_dir():
+        raise ValueError(f"--output: {args.output!r} is a folder; name a .json file")
+    if args.resume and not _cache_path(out).is_file():
+        log.info("--resume: no cache at %s yet; starting one", _cache_path(out))
+
+
+def _cache_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".cache.jsonl")
+
+
+def load_inputs(args: argparse.Namespace, split: str) -> tuple[Any, Any, Any, Any]:
+    """Model, images ``(B, C, H, W)``, masks ``(B, H, W)`` and regions for a split.
+
+    Raises:
+        ValueError: images of different sizes (pass ``--size``) or an empty split.
+    """
+    import torch
+
+    from segshield.data import load_dataset
+    from segshield.models import load
+
+    model = load(args.model, map_location=args.device)
+    size = args.size
+    if size is None:
+        size = model.config.get("input_size")
+        size = tuple(size) if isinstance(size, list) else size
+    ds = load_dataset(args.data, size=size, split=split, seed=args.seed)
+    n = len(ds) if args.limit is None else min(len(ds), args.limit)
+    if n < 2:
+        raise ValueError(f"--data: split {split!r} has {len(ds)} item(s); need at least 2")
+    items = [ds[i] for i in range(n)]
+    shapes = {tuple(it["image"].shape) for it in items}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"--size: images of split {split!r} differ in size {sorted(shapes)}; pass --size"
+        )
+    images = torch.stack([it["image"] for it in items]).to(args.device)
+    masks = torch.stack([it["mask"] for it in items]).to(args.device)
+    return model, images, masks, dict(ds.regions)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("segshield tune: not implemented yet")
+    """Run the search and write the table, the plots and the cache."""
+    import torch
+
+    from segshield.tuning import tune_table
+    from segshield.tuning.plots import pareto_png, pareto_svg
+    from segshield.utils.imageio import atomic_write_bytes
+    from segshield.utils.seed import seed_everything
+
+    seed_everything(args.seed)
+    out = Path(args.output)
+    model, val_x, val_m, regions = load_inputs(args, args.val_split)
+    if args.heldout_split == args.val_split:
+        # One split (e.g. ISIC 2017 validation): two disjoint halves, seeded.
+        if val_x.shape[0] < 4:
+            raise ValueError(
+                f"--limit: dividing split {args.val_split!r} needs at least 4 images, got "
+                f"{val_x.shape[0]}"
+            )
+        perm = torch.randperm(val_x.shape[0], generator=torch.Generator().manual_seed(args.seed))
+        half = val_x.shape[0] // 2
+        held_x, held_m = val_x[perm[half:]], val_m[perm[half:]]
+        val_x, val_m = val_x[perm[:half]], val_m[perm[:half]]
+        log.info(
+            "split %r divided into %d validation and %d held-out images",
+            args.val_split,
+            val_x.shape[0],
+            held_x.shape[0],
+        )
+    else:
+        _, held_x, held_m, _ = load_inputs(args, args.heldout_split)
+    if "all" in (args.val_split, args.heldout_split) and args.val_split != args.heldout_split:
+        log.warning("--val-split/--heldout-split 'all' overlaps the other split")
+    result = tune_table(
+        model,
+        val_images=val_x,
+        val_masks=val_m,
+        heldout_images=held_x,
+        heldout_masks=held_m,
+        attack=args.attack,
+        max_benign_loss=args.max_benign_loss,
+        budget=args.budget,
+        seed=args.seed,
+        adaptive=args.adaptive,
+        adaptive_top_k=args.adaptive_top_k,
+        cache=_cache_path(out),
+        resume=args.resume,
+        regions=regions,
+        pad=args.pad,
+        jpeg_qualities=parse_ints("--jpeg", args.jpeg),
+        batch_size=args.batch_size,
+    )
+    data = result.to_dict()
+    data["config"].update(
+        model=str(args.model),
+        data=args.data,
+        val_split=args.val_split,
+        heldout_split=args.heldout_split,
+        limit=args.limit,
+        size=args.size,
+    )
+    atomic_write_bytes(out, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    title = "held-out: recovered Dice vs benign Dice loss"
+    pareto_png(out.with_name(out.stem + ".pareto.png"), result.pareto, title)
+    svg = pareto_svg(result.pareto, title)
+    atomic_write_bytes(out.with_name(out.stem + ".pareto.svg"), svg.encode("utf-8"))
+    for name in ("paper", "tuned"):
+        row = result.heldout[name]
+        print(
+            f"{name:6s} held-out benign loss {row['benign_loss']:+.4f}  "
+            f"recovered Dice {row['recovered_dice']:.4f}"
+        )
+    print(f"wrote {out}")
+    return 0 if result.feasible else 1

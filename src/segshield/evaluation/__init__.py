@@ -1,1 +1,40 @@
-"""segshield.evaluation (filled in by its issue)."""
+"""Evaluation: the harness, the results store, summaries, the HTML report and the demo.
+
+- :func:`run_evaluation` runs models x datasets x attacks x defences (SPEC §5) into a
+  resumable :class:`ResultStore` (SQLite + manifest), configured by :class:`EvalConfig`
+  (:func:`load_config` reads YAML or JSON).
+- :func:`summarize` and :func:`format_summary` aggregate and render the rows;
+  :func:`render_report` writes the self-contained HTML report.
+- :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``.
+
+Example:
+    >>> from segshield.evaluation import EvalConfig
+    >>> EvalConfig(models=["m.safetensors"], datasets=["phantom-derm"]).defenses
+    ['fr:pd=30,ac=5,gd=60', 'none']
+"""
+
+from segshield.evaluation.config import EvalConfig, load_config
+from segshield.evaluation.demo import DemoSettings, cached_model, run_demo, run_reproduce
+from segshield.evaluation.harness import quantize_8bit, run_evaluation
+from segshield.evaluation.report import render_report, report_html
+from segshield.evaluation.store import KEY_COLUMNS, ResultStore, build_manifest
+from segshield.evaluation.summary import MAIN_COLUMNS, format_summary, summarize
+
+__all__ = [
+    "EvalConfig",
+    "load_config",
+    "run_evaluation",
+    "quantize_8bit",
+    "ResultStore",
+    "KEY_COLUMNS",
+    "build_manifest",
+    "summarize",
+    "format_summary",
+    "MAIN_COLUMNS",
+    "render_report",
+    "report_html",
+    "DemoSettings",
+    "cached_model",
+    "run_demo",
+    "run_reproduce",
+]

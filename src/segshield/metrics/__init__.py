@@ -1,5 +1,6 @@
 """Segmentation and image-quality metrics (SPEC §5)."""
 
+from segshield.metrics.quality import psnr, ssim
 from segshield.metrics.segmentation import (
     IGNORE_INDEX,
     compute_dice,
@@ -20,4 +21,6 @@ __all__ = [
     "pixel_accuracy",
     "region_mask",
     "region_scores",
+    "psnr",
+    "ssim",
 ]

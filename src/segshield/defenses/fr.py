@@ -1,0 +1,576 @@
+"""Frequency Refinement (FR): block-DCT quantisation with a segmentation-oriented table.
+
+Reference: Liu et al., "Defending Deep Learning-based Biomedical Image Segmentation
+from Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
+(SPEC §2). Per channel, on the 0..255 scale: pad to multiples of 8, 8x8 block DCT
+``C = D B Dᵀ``, ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop back, clip
+to [0, 255], divide by 255.
+
+Implementation: a block is flattened to 64 values and the whole quantiser becomes two
+``(N, 64) @ (64, 64)`` products with the Kronecker matrix ``K = D ⊗ D`` (``vec(D B Dᵀ)
+= K vec(B)``); the value scale and ``1/Q`` are folded into the first matrix and ``Q``
+and ``1/255`` into the second. The matrices are cached per table, dtype and device.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segshield._checks import check_choice, check_images, check_number
+from segshield.defenses.base import Defense
+from segshield.defenses.dct import _dct_matrix_cached, _device, _pad_unchecked, zigzag_order
+from segshield.defenses.rounding import smooth_round
+
+__all__ = [
+    "FrequencyRefinement",
+    "frequency_refine",
+    "band_table",
+    "scale_table",
+    "zigzag_table",
+    "FR_PAD_MODES",
+]
+
+#: Padding modes FR accepts (``"crop"`` would change the image size; crop the images
+#: yourself with ``pad_to_multiple(x, 8, "crop")`` before FR if you want it).
+FR_PAD_MODES = ("edge", "zero")
+_DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64}
+_FILE_FORMAT = "segshield-fr-table"
+
+
+def band_table(
+    pd: float = 30, ac: float = 5, gd: float = 60, pd_size: int = 2, ac_size: int = 4
+) -> torch.Tensor:
+    """The three-band FR table of SPEC §2 as an ``(8, 8)`` float64 tensor.
+
+    Args:
+        pd: priority-defence step for ``u < pd_size and v < pd_size`` (default 30), > 0.
+        ac: accuracy-compensation step for ``u < ac_size and v < ac_size`` outside PD
+            (default 5), > 0.
+        gd: global-defence step everywhere else (default 60; the paper's class default
+            is 80), > 0.
+        pd_size: PD band size, integer in [0, 8] (default 2).
+        ac_size: AC band size, integer in [pd_size, 8] (default 4).
+
+    Shape:
+        Output: ``(8, 8)``, ``[u, v]`` = (row, column) frequency.
+
+    Returns:
+        The table of quantisation steps.
+
+    Raises:
+        TypeError: a non-numeric step or non-integer size.
+        ValueError: a step <= 0 or sizes out of range.
+
+    Example:
+        >>> t = band_table()
+        >>> t[0, 0].item(), t[3, 3].item(), t[4, 0].item()
+        (30.0, 5.0, 60.0)
+    """
+    for name, v in (("pd", pd), ("ac", ac), ("gd", gd)):
+        check_number(name, v, low=0, low_inclusive=False)
+    check_number("pd_size", pd_size, low=0, high=8, integer=True)
+    check_number("ac_size", ac_size, low=pd_size, high=8, integer=True)
+    t = torch.full((8, 8), float(gd), dtype=torch.float64)
+    t[: int(ac_size), : int(ac_size)] = float(ac)
+    t[: int(pd_size), : int(pd_size)] = float(pd)
+    return t
+
+
+def scale_table(table: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG-style (IJG libjpeg) quality scaling of a quantisation table.
+
+    ``s = 5000 / q`` for ``q < 50`` else ``200 - 2 q``; each step becomes
+    ``floor((s · Q + 50) / 100)``, at least 1. ``q = 50`` leaves integer tables unchanged.
+
+    Args:
+        table: steps ``(8, 8)`` or ``(C, 8, 8)``, > 0.
+        quality: integer in [1, 100].
+
+    Shape:
+        Output: same as ``table`` (float64).
+
+    Returns:
+        The scaled table.
+
+    Raises:
+        TypeError: ``quality`` not an integer.
+        ValueError: ``quality`` out of range or a bad table.
+
+    Example:
+        >>> scale_table(band_table(), 75)[0, 0].item()
+        15.0
+    """
+    check_number("quality", quality, low=1, high=100, integer=True)
+    t = _check_table(table)
+    q = int(quality)
+    s = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
+    return torch.clamp(torch.floor((s * t + 50.0) / 100.0), min=1.0)
+
+
+def zigzag_table(steps: Any, bounds: Any = None) -> torch.Tensor:
+    """A table from steps in JPEG zig-zag order, or from bands of zig-zag indices.
+
+    Args:
+        steps: without ``bounds``, 64 steps in zig-zag order; with ``bounds``, one step
+            per band (``len(bounds) + 1`` values), all > 0.
+        bounds: increasing zig-zag indices in [1, 63] where a new band starts, e.g.
+            ``(3, 10)`` gives bands ``0..2``, ``3..9``, ``10..63``. Default None.
+
+    Shape:
+        Output: ``(8, 8)`` float64.
+
+    Returns:
+        The table with ``table.flatten()[zigzag_order()] == per-index steps``.
+
+    Raises:
+        ValueError: wrong number of steps, or bounds not increasing within [1, 63].
+
+    Example:
+        >>> t = zigzag_table((30, 5, 60), bounds=(3, 10))
+        >>> t[0, 1].item(), t[1, 1].item(), t[7, 7].item()
+        (30.0, 5.0, 60.0)
+    """
+    steps_t = torch.as_tensor(steps, dtype=torch.float64).flatten()
+    if bounds is None:
+        if steps_t.numel() != 64:
+            raise ValueError(
+                f"steps: expected 64 steps in zig-zag order, got {steps_t.numel()}; "
+                "or pass bounds=(...) with one step per band"
+            )
+        per_index = steps_t
+    else:
+        b = [int(v) for v in bounds]
+        if b != sorted(set(b)) or not b or b[0] < 1 or b[-1] > 63:
+            raise ValueError(
+                f"bounds: expected strictly increasing zig-zag indices in [1, 63], got {bounds}"
+            )
+        if steps_t.numel() != len(b) + 1:
+            raise ValueError(
+                f"steps: expected {len(b) + 1} steps for {len(b)} bounds, got {steps_t.numel()}"
+            )
+        band = torch.bucketize(torch.arange(64), torch.tensor(b), right=True)
+        per_index = steps_t[band]
+    flat = torch.empty(64, dtype=torch.float64)
+    flat[zigzag_order(8)] = per_index
+    return _check_table(flat.reshape(8, 8))
+
+
+def _check_table(table: Any) -> torch.Tensor:
+    t = torch.as_tensor(table, dtype=torch.float64).detach().cpu()
+    if t.ndim not in (2, 3) or tuple(t.shape[-2:]) != (8, 8) or t.numel() == 0:
+        raise ValueError(
+            f"table: expected shape (8, 8) or (C, 8, 8), got {tuple(t.shape)}; "
+            "one step per (row, column) frequency of an 8x8 block"
+        )
+    if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+        raise ValueError(
+            f"table: expected finite steps > 0, got min {float(t.min()):g}; "
+            "a zero step would divide by zero"
+        )
+    return t
+
+
+@functools.lru_cache(maxsize=64)
+def _fr_matrices(
+    table_key: tuple[float, ...],
+    channels: int,
+    in_scale: float,
+    out_scale: float,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, B)`` with ``round(vec(block) @ A)`` = ``round(C / Q)`` and ``r @ B`` = output.
+
+    Shapes ``(64, 64)`` for one table or ``(C, 64, 64)`` for one per channel. Built in
+    float64, then cast.
+    """
+    d = _dct_matrix_cached(8, torch.float64, torch.device("cpu"))
+    k = torch.kron(d, d)  # vec(D B D^T) = K vec(B) with row-major vec
+    q = torch.tensor(table_key, dtype=torch.float64).reshape(channels, 64)
+    a = (k.T * in_scale).unsqueeze(0) / q.unsqueeze(1)  # (C, 64 in, 64 coeff)
+    b = q.unsqueeze(2) * k.unsqueeze(0) / out_scale  # (C, 64 coeff, 64 out)
+    if channels == 1:
+        a, b = a[0], b[0]
+    return a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
+
+
+def _compute_dtype(x: torch.Tensor, pad: str, compute_dtype: torch.dtype | None) -> torch.dtype:
+    if compute_dtype is not None:
+        return compute_dtype
+    if pad == "zero" or x.dtype == torch.float64:
+        return torch.float64
+    return torch.float32
+
+
+def frequency_refine(
+    x: torch.Tensor,
+    table: torch.Tensor,
+    *,
+    pad: str = "edge",
+    clip: bool = True,
+    smooth: bool = False,
+    compute_dtype: torch.dtype | None = None,
+    scale: float = 255.0,
+) -> torch.Tensor:
+    """Frequency Refinement of a batch of images (the pure function behind the module).
+
+    Reference: Liu et al., MICCAI 2020 (SPEC §2 steps 1-5).
+
+    Args:
+        x: images ``(B, C, H, W)`` in ``[0, 1]`` (values ``v`` stand for ``v * scale``
+            grey levels), any C, H, W.
+        table: steps ``(8, 8)`` or ``(C, 8, 8)`` on the 0..255 scale, > 0.
+        pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*); the output is
+            always cropped back to ``H x W`` (the paper's code returns the padded size).
+        clip: clip the result to ``[0, 1]`` (default True). Without it FR is idempotent,
+            ``FR(FR(x)) == FR(x)`` up to float error, when H and W are multiples of 8 (at
+            a padded border the second pass sees different padding).
+        smooth: replace rounding by the differentiable surrogate
+            ``r + (t - r)**3`` (default False: exact rounding, half to even).
+        compute_dtype: dtype of the arithmetic; default None means float64 for
+            ``pad="zero"`` (paper-faithful, matches a float64 reference except at exact
+            rounding ties) or float64 input, float32 otherwise.
+        scale: grey levels of value 1.0 (default 255.0; the table is on this scale).
+
+    Shape:
+        - Input: ``(B, C, H, W)``.
+        - Output: ``(B, C, H, W)``, dtype and device of ``x``.
+
+    Returns:
+        The refined images.
+
+    Raises:
+        TypeError: ``x`` is not a float tensor.
+        ValueError: bad shape, bad ``pad``, or a per-channel table whose C differs.
+
+    Example:
+        >>> x = torch.rand(2, 3, 30, 17)
+        >>> frequency_refine(x, band_table()).shape
+        torch.Size([2, 3, 30, 17])
+    """
+    check_images(x, "x")
+    check_choice("pad", pad, FR_PAD_MODES)
+    t = _check_table(table)
+    channels = t.shape[0] if t.ndim == 3 else 1
+    return _refine(
+        x, tuple(t.flatten().tolist()), channels, pad, clip, smooth, compute_dtype, float(scale)
+    )
+
+
+def _refine(
+    x: torch.Tensor,
+    table_key: tuple[float, ...],
+    channels: int,
+    pad: str,
+    clip: bool,
+    smooth: bool,
+    compute_dtype: torch.dtype | None,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`frequency_refine` on checked arguments (the table as a flat tuple)."""
+    b, c = x.shape[:2]
+    if channels != 1 and channels != c:
+        raise ValueError(
+            f"table: expected one table per channel ({c}), got {channels}; "
+            "pass an (8, 8) table to use the same steps for every channel"
+        )
+    dtype = _compute_dtype(x, pad, compute_dtype)
+    a_mat, b_mat = _fr_matrices(table_key, channels, scale, scale, dtype, _device(x.device))
+    xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
+    hp, wp = xp.shape[-2:]
+    nh, nw = hp // 8, wp // 8
+    # Gather blocks as rows of 64 values (the one copy in), two (64 x 64) products.
+    blocks = xp.reshape(b, c, nh, 8, nw, 8).permute(0, 1, 2, 4, 3, 5)
+    if channels == 1:
+        coeff = torch.mm(blocks.reshape(-1, 64), a_mat)
+    else:
+        coeff = torch.matmul(blocks.reshape(b, c, nh * nw, 64), a_mat)
+    tracked = torch.is_grad_enabled() and coeff.requires_grad
+    if smooth:
+        coeff = smooth_round(coeff)
+    else:
+        coeff = torch.round(coeff) if tracked else coeff.round_()
+    y = torch.mm(coeff, b_mat) if channels == 1 else torch.matmul(coeff, b_mat)
+    y_img = y.view(b, c, nh, nw, 8, 8).permute(0, 1, 2, 4, 3, 5)  # image order, as a view
+    if not tracked and hp == h and wp == w:
+        # Scatter back, clip and cast in one pass into the output (no autograd needed).
+        out = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device)
+        out_blocks = out.view(b, c, nh, 8, nw, 8)
+        if clip and x.dtype == dtype:
+            torch.clamp(y_img, 0.0, 1.0, out=out_blocks)
+        else:
+            if clip:
+                y.clamp_(0.0, 1.0)
+            out_blocks.copy_(y_img)  # casts to the input dtype
+        return out
+    y = y_img.reshape(b, c, hp, wp)[..., :h, :w]
+    if clip:
+        y = y.clamp(0.0, 1.0)
+    return y.to(x.dtype).contiguous()
+
+
+class FrequencyRefinement(Defense):
+    """Frequency Refinement defence (Liu et al., MICCAI 2020; SPEC §2).
+
+    Holds the quantisation table and settings; :func:`frequency_refine` does the work.
+
+    Args:
+        pd: priority-defence step, DC and lowest AC terms (default 30), > 0.
+        ac: accuracy-compensation step (default 5), > 0.
+        gd: global-defence step (default 60, the paper's demo; 80 is its class
+            default), > 0.
+        pd_size: PD band ``u, v < pd_size``, integer in [0, 8] (default 2).
+        ac_size: AC band ``u, v < ac_size``, integer in [pd_size, 8] (default 4).
+        pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*, also computes in
+            float64). Output is cropped back to the input size; the paper's code
+            returns the padded size.
+        clip: clip to ``[0, 1]`` (default True). Without the clip FR is idempotent.
+        gradient: ``"bpda"`` (default; forward FR, backward identity) or ``"smooth"``
+            (rounding replaced by ``r + (t - r)**3``).
+        quality: optional JPEG-style quality in [1, 100] scaling the table
+            (:func:`scale_table`); default None (no scaling).
+        compute_dtype: ``torch.float32``/``torch.float64`` or None (default: see
+            :func:`frequency_refine`).
+
+    Attributes:
+        table: the ``(8, 8)`` or ``(C, 8, 8)`` float64 table in use (CPU); read-only
+            (build a new instance with :meth:`from_table` to change it).
+
+    Shape:
+        - Input: ``(B, C, H, W)`` float in [0, 1], any C/H/W; or a numpy uint8/uint16
+          image ``(H, W[, C])``.
+        - Output: same shape, dtype and device (numpy: same dtype, rounded then clipped).
+
+    Raises:
+        TypeError, ValueError: bad settings (named in the message).
+
+    Example:
+        >>> fr = FrequencyRefinement(pd=30, ac=5, gd=60, pad="zero")
+        >>> y = fr(torch.rand(1, 3, 224, 224))
+        >>> y.shape
+        torch.Size([1, 3, 224, 224])
+        >>> fr.spec()
+        'fr:pd=30,ac=5,gd=60,pd_size=2,ac_size=4,pad=zero,clip=true,gradient=bpda'
+    """
+
+    name = "fr"
+    gradients = ("bpda", "smooth")
+
+    def __init__(
+        self,
+        pd: float = 30,
+        ac: float = 5,
+        gd: float = 60,
+        pd_size: int = 2,
+        ac_size: int = 4,
+        pad: str = "edge",
+        clip: bool = True,
+        gradient: str = "bpda",
+        *,
+        quality: int | None = None,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(gradient)
+        table = band_table(pd, ac, gd, pd_size, ac_size)
+        self._setup(table, pad, clip, quality, compute_dtype)
+        self._bands: dict[str, Any] | None = {
+            "pd": pd,
+            "ac": ac,
+            "gd": gd,
+            "pd_size": int(pd_size),
+            "ac_size": int(ac_size),
+        }
+
+    def _setup(
+        self,
+        table: torch.Tensor,
+        pad: str,
+        clip: bool,
+        quality: int | None,
+        compute_dtype: torch.dtype | None,
+    ) -> None:
+        check_choice("pad", pad, FR_PAD_MODES)
+        if not isinstance(clip, bool):
+            raise TypeError(f"clip: expected True or False, got {clip!r}")
+        check_choice("compute_dtype", compute_dtype, _DTYPES.values())
+        table = _check_table(table)
+        if quality is not None:
+            table = scale_table(table, quality)
+        self.table = table
+        self._key = tuple(table.flatten().tolist())
+        self._channels = table.shape[0] if table.ndim == 3 else 1
+        self.pad = pad
+        self.clip = clip
+        self.quality = quality
+        self.compute_dtype = compute_dtype
+
+    # -- alternative constructors -----------------------------------------------------
+    @classmethod
+    def from_table(
+        cls,
+        table: Any,
+        *,
+        pad: str = "edge",
+        clip: bool = True,
+        gradient: str = "bpda",
+        quality: int | None = None,
+        compute_dtype: torch.dtype | None = None,
+    ) -> FrequencyRefinement:
+        """FR with any table: ``(8, 8)`` for all channels or ``(C, 8, 8)``, one per channel.
+
+        Args:
+            table: steps on the 0..255 scale, > 0 (tensor, array or nested lists).
+            pad, clip, gradient, quality, compute_dtype: as in the constructor.
+
+        Returns:
+            A new :class:`FrequencyRefinement`.
+
+        Raises:
+            ValueError: bad table shape or non-positive steps.
+
+        Example:
+            >>> FrequencyRefinement.from_table(torch.full((8, 8), 16.0)).table[0, 0].item()
+            16.0
+        """
+        self = cls.__new__(cls)
+        Defense.__init__(self, gradient)
+        self._setup(_check_table(table), pad, clip, quality, compute_dtype)
+        self._bands = None
+        return self
+
+    @classmethod
+    def from_zigzag(cls, steps: Any, bounds: Any = None, **kwargs: Any) -> FrequencyRefinement:
+        """FR with a table given in zig-zag order or by zig-zag bands (:func:`zigzag_table`).
+
+        Args:
+            steps: 64 steps in zig-zag order, or one per band with ``bounds``.
+            bounds: band starts in zig-zag index (default None).
+            **kwargs: ``pad``, ``clip``, ``gradient``, ``quality``, ``compute_dtype``.
+
+        Returns:
+            A new :class:`FrequencyRefinement`.
+
+        Example:
+            >>> FrequencyRefinement.from_zigzag((30, 5, 60), (3, 10)).table[0, 2].item()
+            5.0
+        """
+        return cls.from_table(zigzag_table(steps, bounds), **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> FrequencyRefinement:
+        """Load FR from a JSON file written by :meth:`to_file`.
+
+        The file holds ``{"format": "segshield-fr-table", "version": 1, "table": [...],
+        "pad": ..., "clip": ..., "gradient": ...}``; only ``table`` is required.
+
+        Args:
+            path: JSON file.
+            **overrides: ``pad``, ``clip``, ``gradient``, ``quality``, ``compute_dtype``
+                taking precedence over the file.
+
+        Returns:
+            A new :class:`FrequencyRefinement`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not valid JSON, wrong format, or a bad table.
+
+        Example:
+            >>> import tempfile, os
+            >>> p = os.path.join(tempfile.mkdtemp(), "t.json")
+            >>> FrequencyRefinement(gd=80).to_file(p)
+            >>> FrequencyRefinement.from_file(p).table[7, 7].item()
+            80.0
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such FR table file; write one with to_file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON FR table file ({exc})") from exc
+        if not isinstance(data, dict) or "table" not in data:
+            raise ValueError(
+                f"{path}: expected a JSON object with a 'table' entry (8x8 or Cx8x8 steps)"
+            )
+        if data.get("format", _FILE_FORMAT) != _FILE_FORMAT:
+            raise ValueError(
+                f"{path}: expected format {_FILE_FORMAT!r}, got {data.get('format')!r}"
+            )
+        kwargs = {k: data[k] for k in ("pad", "clip", "gradient", "quality") if k in data}
+        if "compute_dtype" in data:
+            kwargs["compute_dtype"] = _parse_dtype(data["compute_dtype"])
+        kwargs.update(overrides)
+        return cls.from_table(data["table"], **kwargs)
+
+    def to_file(self, path: str | Path) -> None:
+        """Write the table and settings as JSON (atomically); :meth:`from_file` reads it.
+
+        Args:
+            path: destination ``.json`` file.
+        """
+        from segshield.utils.imageio import atomic_write_bytes
+
+        data = {
+            "format": _FILE_FORMAT,
+            "version": 1,
+            "table": self.table.tolist(),
+            "pad": self.pad,
+            "clip": self.clip,
+            "gradient": self.gradient,
+            "compute_dtype": _dtype_name(self.compute_dtype),
+        }
+        atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+    # -- Defense interface ------------------------------------------------------------
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        # settings and table were validated in __init__; skip re-checking per call
+        smooth = self.gradient == "smooth"
+        return _refine(
+            x, self._key, self._channels, self.pad, self.clip, smooth, self.compute_dtype, 255.0
+        )
+
+    def spec_params(self) -> dict[str, Any]:
+        """Band form when built from bands, else ``table=s0/s1/...`` (row-major, C*64)."""
+        if self._bands is not None:
+            params: dict[str, Any] = dict(self._bands)
+            if self.quality is not None:
+                params["quality"] = self.quality
+        else:
+            params = {"table": "/".join(f"{v:g}" for v in self.table.flatten().tolist())}
+        params.update(pad=self.pad, clip=self.clip, gradient=self.gradient)
+        if self.compute_dtype is not None:
+            params["dtype"] = _dtype_name(self.compute_dtype)
+        return params
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
+
+
+def _parse_dtype(name: str) -> torch.dtype | None:
+    check_choice("dtype", name, _DTYPES)
+    return _DTYPES[name]
+
+
+def parse_table_string(text: str) -> torch.Tensor:
+    """Parse ``"s0/s1/.../s63"`` (or C*64 values) into an ``(8, 8)``/``(C, 8, 8)`` table.
+
+    Raises:
+        ValueError: not numbers, or a count that is not a multiple of 64.
+    """
+    try:
+        vals = [float(v) for v in text.split("/")]
+    except ValueError as exc:
+        raise ValueError(f"table: expected numbers separated by '/', got {text[:40]!r}") from exc
+    if len(vals) % 64 or not vals:
+        raise ValueError(
+            f"table: expected 64 steps (or 64 per channel) separated by '/', got {len(vals)}"
+        )
+    t = torch.tensor(vals, dtype=torch.float64)
+    return t.reshape(8, 8) if len(vals) == 64 else t.reshape(len(vals) // 64, 8, 8)

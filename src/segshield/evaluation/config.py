@@ -1,0 +1,235 @@
+"""Evaluation settings: one dataclass, read from YAML (optional PyYAML), JSON or CLI flags.
+
+An evaluation crosses models x datasets x attacks x defences (SPEC §5). Attacks in
+``attacks`` are computed once per (model, attack, sample) and reused by every defence;
+attacks in ``adaptive`` are run through each defence (``segshield.attacks.Defended``:
+BPDA or the smooth surrogate, EOT for randomised defences) and so are computed once per
+defence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segshield._checks import check_choice, check_number
+
+__all__ = ["EvalConfig", "load_config"]
+
+_SPLITS = ("all", "train", "val", "test")
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how (SPEC §5 protocol).
+
+    Args:
+        models: checkpoint paths for ``segshield.models.load`` (at least one).
+        datasets: data specs ``KIND[:PATH]`` for ``segshield.data.load_dataset``.
+        attacks: attack specs for ``segshield.attacks.get_attack`` run on the bare
+            model. Default ``["asma"]``.
+        adaptive: attack specs run through each defence (adaptive attacks). Default none.
+        defenses: defence specs for ``segshield.defenses.get_defense``; ``none``
+            (no defence, identity) is always added. Default the paper's FR table.
+        target: target-mask kind for ``segshield.attacks.make_targets`` (the papers use
+            ``"other-gt"``: another image's ground truth), or ``None`` for untargeted
+            attacks. Default ``"other-gt"``.
+        size: image side passed to the loader, or ``None`` for the model's input size.
+        split: dataset split, one of ``all, train, val, test``. Default ``"val"``.
+        limit: at most this many samples per dataset (>= 1), or ``None`` for all.
+        n: passed to ``load_dataset(n=)``: phantoms: images generated before the split
+            (must match the training run so the splits agree); real data: the first
+            ``n`` items of the split. ``None``: the loader's default.
+        seed: seed of targets, attacks and splits (>= 0). Default 0.
+        batch_size: samples per batch (>= 1). Default 8.
+        png_roundtrip: the FR paper's pipeline: adversarial images are quantised to
+            8 bits (rounded, as when saved as PNG and read back) before the defence.
+            Default ``True``.
+        examples: example panels kept per (model, dataset, attack, defence) for the
+            report (>= 0). Default 2.
+        glaucoma_threshold: CDR at or above which the glaucoma call is positive, in
+            (0, 1). Default 0.6 (SPEC §5).
+        downstream: add diagnosis columns (CDR error, flipped calls, lesion-area
+            error) where the dataset's regions allow. Default ``True``.
+        eot_samples: forward passes averaged by adaptive attacks on randomised
+            defences (EOT, Athalye et al., ICML 2018), >= 1. Default 10.
+        classifiers: classifier checkpoints (``segshield.classification``) evaluated
+            on every dataset with ``evaluate_classifier`` (issue 7): clean, attacked,
+            defended and defended-clean accuracy. Default none.
+        classifier_attacks: attack specs for the classifiers (FGSM, PGD, CW). Default
+            FGSM and a 10-step PGD, both L-inf eps 8/255.
+        classifier_adaptive: also run the classifier attacks through each defence.
+            Default ``True``.
+        device: torch device string. Default ``"cpu"``.
+        pairing: ``"cross"`` evaluates every model on every dataset; ``"zip"`` evaluates
+            ``models[i]`` on ``datasets[i]`` only (each model on its own data; the lists
+            must have the same length). Default ``"cross"``.
+
+    Raises:
+        ValueError: empty model or dataset list, a bad split or a number out of range.
+        TypeError: a setting of the wrong type.
+
+    Example:
+        >>> cfg = EvalConfig(models=["m.safetensors"], datasets=["phantom-derm"], limit=4)
+        >>> cfg.split, cfg.defenses[-1]
+        ('val', 'none')
+    """
+
+    models: list[str]
+    datasets: list[str]
+    attacks: list[str] = field(default_factory=lambda: ["asma"])
+    adaptive: list[str] = field(default_factory=list)
+    defenses: list[str] = field(default_factory=lambda: ["fr:pd=30,ac=5,gd=60"])
+    target: str | None = "other-gt"
+    size: int | None = None
+    split: str = "val"
+    limit: int | None = None
+    n: int | None = None
+    seed: int = 0
+    batch_size: int = 8
+    png_roundtrip: bool = True
+    examples: int = 2
+    glaucoma_threshold: float = 0.6
+    downstream: bool = True
+    eot_samples: int = 10
+    classifiers: list[str] = field(default_factory=list)
+    classifier_attacks: list[str] = field(
+        default_factory=lambda: ["fgsm:eps=0.0314", "pgd:eps=0.0314,alpha=0.0078,steps=10"]
+    )
+    classifier_adaptive: bool = True
+    device: str = "cpu"
+    pairing: str = "cross"
+
+    def __post_init__(self) -> None:
+        lists = ("models", "datasets", "attacks", "adaptive", "defenses", "classifiers")
+        for name in (*lists, "classifier_attacks"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"{name}: expected a list of strings, got {value!r}")
+            setattr(self, name, [str(v).strip() for v in value])
+        if not self.models and not self.classifiers:
+            raise ValueError("models: expected at least one checkpoint, got none; pass --model")
+        if not self.datasets:
+            raise ValueError("datasets: expected at least one data spec, got none; pass --data")
+        if self.models and not self.attacks and not self.adaptive:
+            raise ValueError("attacks: expected at least one attack, got none; pass --attack")
+        if "none" not in self.defenses:
+            self.defenses.append("none")
+        check_choice("split", self.split, _SPLITS)
+        check_choice("pairing", self.pairing, ("cross", "zip"))
+        if self.pairing == "zip" and len(self.models) != len(self.datasets):
+            raise ValueError(
+                f"pairing: 'zip' needs as many datasets as models, got {len(self.models)} "
+                f"model(s) and {len(self.datasets)} dataset(s); use pairing 'cross'"
+            )
+        if self.size is not None:
+            check_number("size", self.size, low=8, integer=True)
+        if self.limit is not None:
+            check_number("limit", self.limit, low=1, integer=True)
+        if self.n is not None:
+            check_number("n", self.n, low=1, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+        check_number("examples", self.examples, low=0, integer=True)
+        check_number("eot_samples", self.eot_samples, low=1, integer=True)
+        check_number(
+            "glaucoma_threshold",
+            self.glaucoma_threshold,
+            low=0,
+            high=1,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        if self.classifiers and not self.classifier_attacks:
+            raise ValueError(
+                "classifier_attacks: expected at least one attack for the classifiers, got none"
+            )
+        for name in ("png_roundtrip", "downstream", "classifier_adaptive"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        if self.target is not None and not isinstance(self.target, str):
+            raise TypeError(f"target: expected a target kind or null, got {self.target!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dictionary of every setting."""
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short SHA-256 of the settings, identifying a run for resumption."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
+        """Build from a dictionary; unknown keys are an error that lists the valid ones.
+
+        Raises:
+            ValueError: unknown keys or missing required ones.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"config: expected a mapping of settings, got {type(data).__name__}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"config: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        missing = [k for k in ("models", "datasets") if k not in data]
+        if missing and not (missing == ["models"] and data.get("classifiers")):
+            raise ValueError(f"config: missing required setting(s) {', '.join(missing)}")
+        return cls(**{"models": [], **data})
+
+
+def load_config(path: str | Path, **overrides: Any) -> EvalConfig:
+    """Read an :class:`EvalConfig` from a YAML (needs PyYAML) or JSON file.
+
+    Args:
+        path: ``.yaml``/``.yml`` or ``.json`` file.
+        **overrides: settings that replace the file's (``None`` values are ignored).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImportError: a YAML file without PyYAML installed (``pip install segshield[yaml]``).
+        ValueError: unreadable content or bad settings.
+
+    Example:
+        >>> import tempfile, json, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "exp.json")
+        >>> _ = open(p, "w").write(json.dumps({"models": ["m"], "datasets": ["phantom-derm"]}))
+        >>> load_config(p, limit=3).limit
+        3
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config: {path}: no such file; check the path")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ImportError(
+                f"config: {path} is YAML but PyYAML is not installed; "
+                "pip install 'segshield[yaml]' or write the config as JSON"
+            ) from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config: {path}: invalid YAML ({exc})") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config: {path}: invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {path}: expected a mapping of settings at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return EvalConfig.from_dict(data)

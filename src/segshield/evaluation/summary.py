@@ -1,0 +1,168 @@
+"""Aggregate result rows into summary rows: mean, std, n and NaN count per metric.
+
+Rows are grouped by ``(model, dataset, attack, adaptive, defense)``. Each metric gets
+its mean over the non-NaN samples (SPEC §5: NaN scores, e.g. empty ground truth with a
+non-empty prediction, are flagged and counted, never folded into a mean), the sample
+standard deviation (``std``, NaN with fewer than two values) and the count of NaN
+samples (``nan``). Values keep full precision; rounding happens only in renderers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from segshield._checks import check_choice, check_number
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "MAIN_COLUMNS",
+    "summarize",
+    "format_summary",
+]
+
+GROUP_COLUMNS = ("model", "dataset", "attack", "adaptive", "defense")
+#: Columns shown in the compact tables (markdown, HTML, the demo's printout).
+MAIN_COLUMNS = (
+    "clean_dice",
+    "benign_dice",
+    "benign_loss",
+    "attack_target_iou",
+    "attacked_dice",
+    "recovered_dice",
+    "recovered_target_iou",
+    "efficiency",
+    "linf",
+)
+_NOT_METRICS = {"sample", *GROUP_COLUMNS}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    good = [v for v in values if not math.isnan(v)]
+    nan = len(values) - len(good)
+    if not good:
+        return math.nan, math.nan, nan
+    mean = math.fsum(good) / len(good)
+    if len(good) < 2:
+        return mean, math.nan, nan
+    var = math.fsum((v - mean) ** 2 for v in good) / (len(good) - 1)
+    return mean, math.sqrt(var), nan
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows, one per (model, dataset, attack, adaptive, defense).
+
+    Args:
+        rows: per-sample result rows (``ResultStore.rows()``): the key columns plus
+            numeric metric columns (NaN allowed).
+
+    Returns:
+        Dictionaries with the group columns, ``n`` (number of samples) and, for every
+        metric ``m``: ``m`` (mean of non-NaN values), ``m_std`` and ``m_nan``. Groups
+        keep the order of first appearance.
+
+    Raises:
+        ValueError: a row lacks a group column.
+
+    Example:
+        >>> rows = [dict(model="m", dataset="d", attack="a", adaptive=False, defense="fr",
+        ...              sample=s, clean_dice=v) for s, v in (("x", 0.8), ("y", float("nan")))]
+        >>> out = summarize(rows)[0]
+        >>> out["n"], out["clean_dice"], out["clean_dice_nan"]
+        (2, 0.8, 1)
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    metrics: list[str] = []
+    for row in rows:
+        missing = [c for c in GROUP_COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"rows: a row lacks the column(s) {', '.join(missing)}")
+        groups.setdefault(tuple(row[c] for c in GROUP_COLUMNS), []).append(row)
+        for name in row:
+            if name not in _NOT_METRICS and name not in metrics:
+                metrics.append(name)
+    out = []
+    for gkey, members in groups.items():
+        summary: dict[str, Any] = dict(zip(GROUP_COLUMNS, gkey, strict=True))
+        summary["adaptive"] = bool(summary["adaptive"])
+        summary["n"] = len(members)
+        stats = {}
+        for m in metrics:
+            values = [float(r[m]) if r.get(m) is not None else math.nan for r in members]
+            stats[m] = _mean_std(values)
+        summary.update({m: s[0] for m, s in stats.items()})
+        summary.update({f"{m}_std": s[1] for m, s in stats.items()})
+        summary.update({f"{m}_nan": s[2] for m, s in stats.items()})
+        out.append(summary)
+    return out
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary(
+    summary: Sequence[dict[str, Any]],
+    fmt: str = "md",
+    columns: Sequence[str] | None = None,
+    digits: int = 3,
+    keys: Sequence[str] = GROUP_COLUMNS,
+) -> str:
+    """Render summary rows as a markdown table, CSV or JSON.
+
+    Args:
+        summary: rows from :func:`summarize`.
+        fmt: ``"md"`` (rounded, compact), ``"csv"`` or ``"json"`` (full precision,
+            every column; NaN becomes an empty cell / ``null``). Default ``"md"``.
+        columns: metric columns of the markdown table. Default :data:`MAIN_COLUMNS`
+            (those present).
+        digits: decimals in the markdown table, 0..10. Default 3.
+        keys: group columns shown in the markdown table. Default all of
+            :data:`GROUP_COLUMNS`.
+
+    Returns:
+        The rendered text.
+
+    Raises:
+        ValueError: unknown ``fmt`` or ``digits`` out of range.
+
+    Example:
+        >>> s = [dict(model="m", dataset="d", attack="a", adaptive=False, defense="fr",
+        ...           n=1, clean_dice=0.91234)]
+        >>> print(format_summary(s).splitlines()[2])
+        | m | d | a | no | fr | 1 | 0.912 |
+    """
+    check_choice("fmt", fmt, ("md", "csv", "json"))
+    check_number("digits", digits, low=0, high=10, integer=True)
+    if fmt == "json":
+        clean = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in summary
+        ]
+        return json.dumps(clean, indent=2)
+    all_cols: list[str] = []
+    for r in summary:
+        all_cols += [k for k in r if k not in all_cols]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=all_cols, lineterminator="\n")
+        writer.writeheader()
+        for r in summary:
+            writer.writerow(
+                {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            )
+        return buf.getvalue()
+    cols = [c for c in (columns or MAIN_COLUMNS) if c in all_cols]
+    head = [*keys, "n", *cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        lines.append("| " + " | ".join(_fmt(r.get(c, math.nan), digits) for c in head) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Model registry: names to network factories; ``build_model`` returns a ``SegmentationModel``.
+
+Names: ``unet``, ``resnet_fcn`` (ResNet-50, the FR paper's model, Liu et al. MICCAI
+2020), ``resnet18_fcn``, ``resnet34_fcn`` and ``small``. A name may carry
+architecture settings as ``NAME:key=value,key=value`` (e.g. ``unet:width=16,depth=4``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from segshield._checks import check_choice, check_number
+from segshield.models.base import SegmentationModel, default_class_names
+from segshield.models.resnet_fcn import ResNetFCN
+from segshield.models.small import SmallSegNet
+from segshield.models.unet import UNet
+
+__all__ = ["build_model", "list_models", "parse_model_spec", "MODELS"]
+
+
+def _fcn(depth: int) -> Callable[..., nn.Module]:
+    def factory(
+        in_channels: int, num_classes: int, width: int = 64, decoder_width: int = 32
+    ) -> nn.Module:
+        return ResNetFCN(
+            depth=depth,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            width=width,
+            decoder_width=decoder_width,
+        )
+
+    factory.__doc__ = f"ResNet-{depth} FCN (Liu et al., MICCAI 2020)."
+    return factory
+
+
+def _unet(in_channels: int, num_classes: int, width: int = 16, depth: int = 4) -> nn.Module:
+    """U-Net (Ronneberger et al., MICCAI 2015)."""
+    return UNet(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth)
+
+
+def _small(in_channels: int, num_classes: int, width: int = 16) -> nn.Module:
+    """Small separable-convolution network for CPU demos."""
+    return SmallSegNet(in_channels=in_channels, num_classes=num_classes, width=width)
+
+
+#: registry name -> factory ``(in_channels, num_classes, **arch_kwargs) -> nn.Module``
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet": _unet,
+    "resnet_fcn": _fcn(50),
+    "resnet18_fcn": _fcn(18),
+    "resnet34_fcn": _fcn(34),
+    "small": _small,
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`.
+
+    Example:
+        >>> "unet" in list_models()
+        True
+    """
+    return list(MODELS)
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text.strip()
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"NAME:key=value,key=value"`` into the name and typed settings (never eval).
+
+    Raises:
+        ValueError: a setting is not ``key=value``.
+
+    Example:
+        >>> parse_model_spec("unet:width=16,depth=3")
+        ('unet', {'width': 16, 'depth': 3})
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"model: expected a name string, got {type(spec).__name__}")
+    name, _, rest = spec.partition(":")
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(
+                f"model: expected settings as key=value after the name, got {part!r} in "
+                f"{spec!r}; e.g. 'unet:width=16,depth=4'"
+            )
+        kwargs[key.strip()] = _parse_value(value)
+    return name.strip(), kwargs
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 1,
+    in_channels: int = 3,
+    mean: float | Sequence[float] = 0.5,
+    std: float | Sequence[float] = 0.5,
+    class_names: Sequence[str] | None = None,
+    **arch_kwargs: Any,
+) -> SegmentationModel:
+    """Build a registered segmentation model wrapped with its normalisation.
+
+    Args:
+        name: one of :func:`list_models`, optionally with settings
+            (``"unet:width=16"``); keyword settings override those in the name.
+        num_classes: K of the logits, >= 1. Default 1 (sigmoid binary, the FR paper's
+            choice); use 3 for fundus disc/cup (softmax).
+        in_channels: image channels C, >= 1. Default 3.
+        mean: normalisation mean, scalar or per channel. Default 0.5.
+        std: normalisation std, scalar or per channel, > 0. Default 0.5.
+        class_names: names of the mask classes (``max(K, 2)`` of them). Default
+            ``background``/``foreground`` (or ``class1..``).
+        **arch_kwargs: architecture settings: ``unet``: ``width`` (16), ``depth`` (4);
+            ``resnet*_fcn``: ``width`` (64), ``decoder_width`` (32); ``small``:
+            ``width`` (16).
+
+    Returns:
+        A :class:`SegmentationModel` in training mode; ``config["architecture"]`` and
+        ``config["arch_kwargs"]`` rebuild it.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones), a setting out of
+            range, or wrong number of class names.
+        TypeError: unknown architecture setting (the message lists the valid ones).
+
+    Example:
+        >>> import torch
+        >>> m = build_model("small", num_classes=1, in_channels=1, width=4)
+        >>> m(torch.rand(2, 1, 33, 17)).shape
+        torch.Size([2, 1, 33, 17])
+    """
+    base, spec_kwargs = parse_model_spec(name)
+    check_choice("model", base, MODELS)
+    check_number("num_classes", num_classes, low=1, integer=True)
+    check_number("in_channels", in_channels, low=1, integer=True)
+    kwargs = {**spec_kwargs, **arch_kwargs}
+    factory = MODELS[base]
+    valid = [
+        p for p in inspect.signature(factory).parameters if p not in ("in_channels", "num_classes")
+    ]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"model {base!r}: unknown setting(s) {', '.join(unknown)}; "
+            f"valid settings: {', '.join(valid)}"
+        )
+    names = list(class_names) if class_names is not None else default_class_names(num_classes)
+    if len(names) != max(int(num_classes), 2):
+        raise ValueError(
+            f"class_names: expected {max(int(num_classes), 2)} names (max(num_classes, 2)), "
+            f"got {len(names)}: {names}"
+        )
+    net = factory(int(in_channels), int(num_classes), **kwargs)
+    return SegmentationModel(
+        net,
+        num_classes=int(num_classes),
+        in_channels=int(in_channels),
+        mean=mean,
+        std=std,
+        stride=int(net.stride),
+        config={"architecture": base, "arch_kwargs": kwargs, "class_names": names},
+    )

@@ -1,0 +1,148 @@
+"""``segshield tune`` and ``segshield analyze`` end to end on tiny phantoms (issue 6)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from segshield.cli.main import main
+from segshield.defenses.fr import FrequencyRefinement
+from segshield.models import build_model, save
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    stem = tmp_path_factory.mktemp("ckpt") / "m"
+    save(build_model("small", width=4), stem)
+    return str(stem)
+
+
+COMMON = ["--data", "phantom-derm", "--size", "16", "--limit", "4", "--attack", "asma:steps=2"]
+
+
+def test_tune_writes_contract_json_plot_and_cache_and_resumes(checkpoint, tmp_path, capsys):
+    out = tmp_path / "table.json"
+    argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "5", "--jpeg", "75", "-o", str(out)]
+    code = main(argv)
+    assert code in (0, 1)
+    data = json.loads(out.read_text())
+    assert set(data["heldout"]) >= {"paper", "tuned", "identity", "jpeg:q=75"}
+    for row in ("paper", "tuned"):
+        assert {"benign_loss", "recovered_dice"} <= set(data["heldout"][row])
+    assert data["seed"] == 0 and data["config"]["data"] == "phantom-derm"
+    assert code == (0 if data["feasible"] else 1)
+    fr = FrequencyRefinement.from_file(out)
+    assert fr.table.shape == (8, 8)
+    assert Image.open(tmp_path / "table.pareto.png").format == "PNG"
+    assert (tmp_path / "table.pareto.svg").read_text().startswith("<svg")
+    lines = (tmp_path / "table.cache.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + data["evaluations"]["new"]
+    assert (tmp_path / "table.cache.val-adv.safetensors").is_file()
+    assert (tmp_path / "table.cache.heldout-adv.safetensors").is_file()
+    assert "tuned" in capsys.readouterr().out
+    main([*argv, "--resume"])
+    again = json.loads(out.read_text())
+    assert again["evaluations"] == {"new": 0, "cached": data["evaluations"]["new"]}
+    assert again["table"] == data["table"]
+
+
+def test_tune_divides_one_split_into_disjoint_halves(checkpoint, tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "2", "--jpeg", ""]
+    main([*argv, "--heldout-split", "val", "-o", str(out)])
+    data = json.loads(out.read_text())
+    assert data["config"]["n_val"] == 2 and data["config"]["n_heldout"] == 2
+
+
+def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
+    out = tmp_path / "an"
+    assert main(["analyze", "--model", checkpoint, *COMMON, "--step", "20", "-o", str(out)]) == 0
+    data = json.loads((out / "analysis.json").read_text())
+    assert data["step"] == 20 and data["n_images"] == 4
+    assert len(data["benign_drop"]) == 8 and len(data["clean_energy"]) == 3  # RGB phantoms
+    pngs = sorted(p.name for p in (out / "heatmaps").glob("*.png"))
+    assert len(pngs) == 6
+    assert (out / "analysis.html").read_text().startswith("<section")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max-benign-loss", "2"], "--max-benign-loss"),
+        (["--budget", "0"], "--budget"),
+        (["--jpeg", "50,x"], "--jpeg"),
+        (["--jpeg", "0"], "--jpeg"),
+        (["--attack", "nope"], "unknown name"),
+        (["--limit", "1"], "--limit"),
+    ],
+)
+def test_tune_validate_rejects_bad_arguments(checkpoint, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "tune",
+                "--model",
+                checkpoint,
+                "--data",
+                "phantom-derm",
+                "-o",
+                str(tmp_path / "t.json"),
+                *extra,
+            ]
+        )
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tune_validate_rejects_missing_model_and_bad_output(checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "tune",
+                "--model",
+                str(tmp_path / "none"),
+                "--data",
+                "phantom-derm",
+                "-o",
+                str(tmp_path / "t.json"),
+            ]
+        )
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            ["tune", "--model", checkpoint, "--data", "phantom-derm", "-o", str(tmp_path / "t.txt")]
+        )
+    assert "--output" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "analyze",
+                "--model",
+                checkpoint,
+                "--data",
+                "phantom-derm",
+                "-o",
+                str(tmp_path / "file"),
+            ]
+        )
+    assert "--output" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "analyze",
+                "--model",
+                checkpoint,
+                "--data",
+                "phantom-derm",
+                "--step",
+                "0",
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+    assert "--step" in capsys.readouterr().err

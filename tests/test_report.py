@@ -1,0 +1,180 @@
+"""Summary aggregation, text formats and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segshield.evaluation.report import render_report
+from segshield.evaluation.store import ResultStore
+from segshield.evaluation.summary import format_summary, summarize
+from test_evaluation import ToyData, ToyModel, install_toys, run_evaluation, toy_config
+
+
+def _rows():
+    rows = []
+    vals = {"fr": [0.9, 0.7, math.nan], "identity": [0.2, 0.4, 0.3]}
+    for d, vs in vals.items():
+        for i, v in enumerate(vs):
+            rows.append(
+                dict(
+                    model="m",
+                    dataset="d",
+                    attack="asma",
+                    adaptive=False,
+                    defense=d,
+                    sample=f"s{i}",
+                    recovered_dice=v,
+                    clean_dice=0.95,
+                )
+            )
+    return rows
+
+
+def test_summarize_matches_numpy():
+    out = {r["defense"]: r for r in summarize(_rows())}
+    fr = out["fr"]
+    assert fr["n"] == 3 and fr["recovered_dice_nan"] == 1
+    assert fr["recovered_dice"] == pytest.approx(np.mean([0.9, 0.7]))
+    assert fr["recovered_dice_std"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
+    ident = out["identity"]
+    assert ident["recovered_dice"] == pytest.approx(0.3)
+    assert ident["recovered_dice_std"] == pytest.approx(np.std([0.2, 0.4, 0.3], ddof=1))
+    assert ident["recovered_dice_nan"] == 0 and ident["clean_dice_std"] == pytest.approx(0.0)
+    one = summarize(_rows()[:1])[0]
+    assert math.isnan(one["recovered_dice_std"])
+    with pytest.raises(ValueError, match="lacks the column"):
+        summarize([{"model": "m"}])
+
+
+def test_formats():
+    s = summarize(_rows())
+    md = format_summary(s, "md", digits=2)
+    lines = md.splitlines()
+    assert lines[0].startswith("| model | dataset | attack | adaptive | defense | n |")
+    assert "| m | d | asma | no | fr | 3 | 0.95 | 0.80 |" in lines
+    data = json.loads(format_summary(s, "json"))
+    assert data[0]["recovered_dice"] == pytest.approx(0.8)  # full precision, no rounding
+    assert data[0]["clean_dice_std"] == pytest.approx(0.0)
+    assert data[1]["adaptive"] is False
+    table = list(csv.DictReader(io.StringIO(format_summary(s, "csv"))))
+    assert float(table[1]["recovered_dice"]) == pytest.approx(0.3)
+    one = format_summary(summarize(_rows()[:1]), "json")
+    assert json.loads(one)[0]["recovered_dice_std"] is None  # NaN -> null
+    with pytest.raises(ValueError, match="fmt"):
+        format_summary(s, "xml")
+    with pytest.raises(ValueError, match="digits"):
+        format_summary(s, "md", digits=11)
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        for k in ("href", "src"):
+            if k in a and tag != "img":
+                self.links.append(a[k])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    install_toys(monkeypatch)
+    cfg = toy_config(adaptive=["paint"], examples=2)
+    store = run_evaluation(
+        cfg, tmp_path / "res", models={"toy": ToyModel()}, datasets={"toy": ToyData(5)}
+    )
+    store.close()
+    return tmp_path / "res"
+
+
+def test_html_report_is_self_contained(results, tmp_path):
+    out = render_report(results, tmp_path / "out" / "report.html")
+    text = out.read_text(encoding="utf-8")
+    p = _Collector()
+    p.feed(text)
+    p.close()
+    assert p.links == []  # nothing external
+    # 2 samples x (plain + adaptive) x 2 defences x 9 tiles (image..., target, masks)
+    assert len(p.images) == 2 * 2 * 2 * 9
+    for src in p.images:
+        assert src.startswith("data:image/png;base64,")
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        im.load()
+        assert im.size == (16, 16)
+    assert p.tags.count("svg") >= 3  # bars per group (2) + one scatter
+    body = " ".join(p.text)
+    assert "Adaptive attacks" in body and "paint" in body
+    assert "Seed: 0" in body and "torch" in body
+    with ResultStore(results, readonly=True) as store:
+        rows = store.rows()
+    # the table shows the recovered dice of identity/plain as in an independent mean
+    vals = [r["recovered_dice"] for r in rows if r["defense"] == "flatten" and r["adaptive"]]
+    assert f"{np.mean(vals):.3f}" in body
+
+
+def test_report_says_when_no_adaptive_attack(tmp_path, monkeypatch):
+    install_toys(monkeypatch)
+    store = run_evaluation(
+        toy_config(examples=0),
+        tmp_path / "r",
+        models={"toy": ToyModel()},
+        datasets={"toy": ToyData(2)},
+    )
+    store.close()
+    text = render_report(tmp_path / "r", tmp_path / "r.html").read_text()
+    assert "No adaptive attack was run" in text and "<img" not in text
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results.sqlite"):
+        render_report(tmp_path / "none", tmp_path / "x.html")
+    ResultStore(tmp_path / "empty").close()
+    with pytest.raises(ValueError, match="no rows"):
+        render_report(tmp_path / "empty", tmp_path / "x.html")
+
+
+def test_renders_in_headless_chromium(results, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None or not Path(exe).exists():
+        pytest.skip("chromium is not installed")
+    out = render_report(results, tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            out.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    arr = np.asarray(Image.open(shot).convert("L"))
+    assert arr.std() > 5  # something was drawn
