@@ -50,7 +50,7 @@ TARGETS = {
     },
     "isic": {
         "data": "isic:{root}/isic2017",
-        "args": ["--epochs", "6", "--lr", "2e-3"],
+        "args": ["--epochs", "10", "--lr", "2e-3"],
         "budget_s": 1200,
         "region": "lesion",
         "target": 0.80,
@@ -128,6 +128,12 @@ def main() -> int:
     p.add_argument("--all", action="store_true", help="also the ISIC and ORIGA targets")
     p.add_argument("--only", choices=("throughput", "phantom", "isic", "origa"), default=None)
     p.add_argument("--size", default="128", help="training size S or HxW (default 128)")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="folder to keep the trained checkpoints in (default: a temporary folder)",
+    )
     args = p.parse_args()
     root = os.environ.get("SEGSHIELD_SHARED_DATA")
     print(f"Machine: {machine()}\n")
@@ -150,8 +156,10 @@ def main() -> int:
     print("| target | goal | status | epochs done | best epoch | Dice | wall s | met |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.keep if args.keep is not None else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for name in names:
-            r = run_target(name, root, Path(tmp), args.size)
+            r = run_target(name, root, workdir, args.size)
             dice = f"{r['dice']:.3f}" if "dice" in r else "-"
             print(
                 f"| {r['data']} | {r['goal']} | {r['status']} | {r.get('epochs_done', 0)} | "

@@ -295,3 +295,23 @@ def test_pure_functions_check_inputs():
         dag(model, x, y, y[:, :3], steps=1)
     with pytest.raises(ValueError, match="images"):
         pgd(model, x[0], y, steps=1)
+
+
+def test_attack_refuses_model_without_gradients():
+    from segshield.attacks import FGSM, Defended
+    from segshield.defenses import Identity
+
+    class NoGrad(torch.nn.Module):
+        supports_gradients = False
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    x = torch.rand(1, 3, 8, 8)
+    for model in (NoGrad(), Defended(NoGrad(), Identity())):
+        with pytest.raises(ValueError, match="needs gradients"):
+            FGSM(eps=0.01)(model, x)

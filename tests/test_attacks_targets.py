@@ -101,3 +101,15 @@ def test_bad_kind_and_params_list_the_valid_ones():
     with pytest.raises(TypeError, match="masks"):
         make_targets("empty", m.float())
     assert list_targets()["scale"] == ("factor",)
+
+
+def test_lesion_down_shrinks_the_lesion_area():
+    m = torch.zeros(2, 32, 32, dtype=torch.long)
+    m[:, 8:24, 8:24] = 1
+    m[1, 0, 0] = 255
+    t = make_targets("lesion-down", m, factor=0.5)
+    area = (t == 1).flatten(1).sum(1)
+    assert torch.all(area <= 0.3 * 256) and torch.all(area >= 0.2 * 256)
+    assert t[1, 0, 0] == 255  # ignore kept
+    with pytest.raises(ValueError, match="factor"):
+        make_targets("lesion-down", m, factor=1.5)

@@ -277,5 +277,6 @@ def test_reproduce_tiny(tmp_path, capsys, monkeypatch):
     assert rows and all(abs(r["dx_gt_cdr"] - 0.5) < 0.1 for r in rows)
     assert "dx_recovered_call_flipped" in rows[0]
     assert (out / "report.html").is_file() and (out / "results" / "results.sqlite").is_file()
-    ckpt = next((tmp_path / "cache" / "models").glob("origa-small-16-*.json"))
+    found = (tmp_path / "cache" / "models").glob("origa-small-16-*.json")
+    ckpt = next(p for p in found if ".state." not in p.name)
     assert json.loads(ckpt.read_text())["trained_on"].startswith("origa:")

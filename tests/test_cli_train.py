@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 import torch
@@ -71,6 +69,7 @@ def test_val_split_holds_out_a_fraction(tmp_path, capsys):
         (["--n", "1"], "--n: expected at least 2"),
         (["--resume", "nowhere/run"], "--resume: .*not found"),
         (["--task", "classify", "--n", "5"], "--n: not supported with --task classify"),
+        (["--task", "classify", "--model", "unet"], "--model: expected one of 'cnn'"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(tmp_path, capsys, extra, message):
@@ -119,13 +118,11 @@ def test_classify_dispatches_to_fit_classifier(tmp_path, monkeypatch, capsys):
         seen.update(kwargs)
         return {"auc": 0.5}
 
-    pkg = types.ModuleType("segshield.classification")
-    mod = types.ModuleType("segshield.classification.training")
-    mod.fit_classifier = fake_fit
-    pkg.training = mod
-    monkeypatch.setitem(sys.modules, "segshield.classification", pkg)
-    monkeypatch.setitem(sys.modules, "segshield.classification.training", mod)
-    args = ["-q", "train", "--task", "classify", "--data", "phantom-fundus", "--model", "cnn"]
+    import segshield.classification.training as training
+
+    monkeypatch.setattr(training, "fit_classifier", fake_fit)
+    # --model defaults to the cnn classifier with --task classify
+    args = ["-q", "train", "--task", "classify", "--data", "phantom-fundus"]
     args += ["--size", "96", "--epochs", "3", "-o", str(tmp_path / "c.json"), "--seed", "4"]
     assert main([*args, "--batch-size", "5", "--lr", "0.01", "--device", "cpu"]) == 0
     assert seen == {

@@ -280,3 +280,16 @@ def test_wrap_real_onnx_model(tmp_path):
     x.requires_grad_(True)
     with pytest.raises(NoGradientError):
         m(x).sum().backward()
+
+
+def test_load_hands_classifier_checkpoints_to_load_classifier(tmp_path):
+    from segshield.classification import Classifier, build_classifier, save_classifier
+    from segshield.models import load
+
+    clf = build_classifier("cnn", width=2).eval()
+    save_classifier(clf, tmp_path / "clf")
+    got = load(tmp_path / "clf")
+    assert isinstance(got, Classifier)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(got(x), clf(x))

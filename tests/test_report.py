@@ -168,6 +168,12 @@ def test_renders_in_headless_chromium(results, tmp_path):
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chrome-profile'}",
             f"--screenshot={shot}",
             "--window-size=1200,2000",
             out.as_uri(),
@@ -178,3 +184,43 @@ def test_renders_in_headless_chromium(results, tmp_path):
     )
     arr = np.asarray(Image.open(shot).convert("L"))
     assert arr.std() > 5  # something was drawn
+
+
+def test_examples_are_spread_over_attacks(results, tmp_path):
+    text = render_report(results, tmp_path / "few.html", max_examples=4).read_text()
+    p = _Collector()
+    p.feed(text)
+    assert len(p.images) == 4 * 9
+    heads = [t for t in p.text if t.startswith("toy0") and "/ paint" in t]
+    assert len(heads) == 4 and sum("(adaptive)" in h for h in heads) == 2
+
+
+def test_report_cli_adds_analysis_and_tuning_sections(results, tmp_path, capsys):
+    import torch
+
+    from segshield.cli.main import main
+    from segshield.tuning.analysis import frequency_analysis
+
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    res = frequency_analysis(torch.nn.Conv2d(1, 1, 1), x, (x[:, 0] > 0.5).long(), x.flip(-1))
+    analysis = tmp_path / "analysis.json"
+    analysis.write_text(json.dumps(res.to_dict()))
+    row = {"benign_loss": 0.0123, "recovered_dice": 0.4567, "clean_dice": 0.9}
+    tuning = tmp_path / "table.json"
+    tuning.write_text(
+        json.dumps(
+            {"table": [[1.0] * 8] * 8, "heldout": {"tuned": row}, "pareto": [], "config": {}}
+        )
+    )
+    out = tmp_path / "with-sections.html"
+    args = ["report", str(results), "-o", str(out), "--analysis", str(analysis)]
+    assert main([*args, "--tuning", str(tuning)]) == 0
+    text = out.read_text()
+    assert "0.4567" in text and text.count("<section") >= 2
+    assert text.index("0.4567") < text.index("<h2>Configuration</h2>")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(results), "-o", str(out), "--tuning", str(bad)])
+    assert exc.value.code == 2
+    assert "bad.json: not a segshield analysis/tuning JSON" in capsys.readouterr().err

@@ -96,6 +96,11 @@ class Defended(nn.Module):
         return self.defense.gradient
 
     @property
+    def supports_gradients(self) -> bool:
+        """Whether the wrapped model provides gradients (False for ONNX models)."""
+        return bool(getattr(self.model, "supports_gradients", True))
+
+    @property
     def num_classes(self) -> int | None:
         """The wrapped model's ``num_classes`` when it has one."""
         return getattr(self.model, "num_classes", None)

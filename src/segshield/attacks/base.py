@@ -158,10 +158,17 @@ class Attack:
         Raises:
             TypeError, ValueError: bad images (shape, dtype, values outside ``[0, 1]``) or
                 masks (shape, dtype), a target missing for
-                a targeted-only attack, given to an untargeted-only one, or a classifier
-                passed to a segmentation-only attack.
+                a targeted-only attack, given to an untargeted-only one, a classifier
+                passed to a segmentation-only attack, or a model without gradients
+                (``model.supports_gradients`` False, e.g. an ONNX model).
         """
         check_images(images, check_range=True)
+        if getattr(model, "supports_gradients", True) is False:
+            raise ValueError(
+                f"model: {self.name} needs gradients, but this model has none "
+                "(supports_gradients is False, e.g. an ONNX model run through onnxruntime); "
+                "attack a PyTorch or TorchScript copy and transfer the adversarial images"
+            )
         if isinstance(model, torch.nn.Module) and model.training:
             log.warning(
                 "%s: the model is in training mode (batch norm/dropout couple or randomise "

@@ -8,8 +8,11 @@ Kinds (``list_targets()``):
 - ``full``: every pixel of class ``cls`` (default 1).
 - ``shift``: the mask moved by ``dx``, ``dy`` pixels (background fills in).
 - ``scale``: the mask scaled by ``factor`` about its foreground centroid.
-- ``cup-up``: fundus (0 bg, 1 rim, 2 cup): the cup scaled by ``factor`` (default 1.5)
-  about its centroid and clipped to the disc, so the cup-to-disc ratio goes up.
+- ``cup-up``: fundus (0 bg, 1 rim, 2 cup): the cup scaled by ``factor`` (>= 1, default
+  1.5) and clipped to the disc, so the cup-to-disc ratio goes up and the glaucoma call
+  can flip (:func:`segshield.diagnosis.enlarge_cup`).
+- ``lesion-down``: the lesion scaled by ``factor`` (in (0, 1], default 0.5) about its
+  centre, so the lesion looks smaller (:func:`segshield.diagnosis.shrink_lesion`).
 
 Ignore pixels (255) stay ignored in every kind.
 """
@@ -112,13 +115,16 @@ def _scale(masks: torch.Tensor, factor: float = 1.5) -> torch.Tensor:
 
 
 def _cup_up(masks: torch.Tensor, factor: float = 1.5) -> torch.Tensor:
+    from segshield.diagnosis import enlarge_cup
+
     check_number("factor", factor, low=1.0)
-    disc = (masks == 1) | (masks == 2)
-    cup = (masks == 2).long()
-    big = _scale_about_centroid(cup, cup.bool(), float(factor)).bool() & disc
-    out = torch.where(disc, torch.ones_like(masks), torch.zeros_like(masks))
-    out = torch.where(big | (masks == 2), torch.full_like(masks, 2), out)
-    return _keep_ignore(masks, out)
+    return enlarge_cup(masks, float(factor))
+
+
+def _lesion_down(masks: torch.Tensor, factor: float = 0.5) -> torch.Tensor:
+    from segshield.diagnosis import shrink_lesion
+
+    return shrink_lesion(masks, float(factor))
 
 
 #: kind -> factory(masks, seed, **params)
@@ -129,6 +135,7 @@ TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "shift": lambda m, seed, **kw: _shift(m, **kw),
     "scale": lambda m, seed, **kw: _scale(m, **kw),
     "cup-up": lambda m, seed, **kw: _cup_up(m, **kw),
+    "lesion-down": lambda m, seed, **kw: _lesion_down(m, **kw),
 }
 
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -138,6 +145,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "shift": ("dx", "dy"),
     "scale": ("factor",),
     "cup-up": ("factor",),
+    "lesion-down": ("factor",),
 }
 
 

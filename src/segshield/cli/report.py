@@ -33,6 +33,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--examples", type=int, default=12, help="example panels in the HTML (12)")
     p.add_argument("--title", default="segshield report", help="HTML page title")
+    p.add_argument(
+        "--analysis",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="add the section of an analysis.json written by `segshield analyze` (repeatable)",
+    )
+    p.add_argument(
+        "--tuning",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="add the section of a table JSON written by `segshield tune` (repeatable)",
+    )
     return p
 
 
@@ -55,6 +69,13 @@ def validate(args: argparse.Namespace) -> None:
     if args.output is None and args.format is None:
         raise ValueError("expected -o report.html and/or --format md|csv|json")
     check_number("--examples", args.examples, low=0, integer=True)
+    for flag, files in (("--analysis", args.analysis), ("--tuning", args.tuning)):
+        for f in files:
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"{flag}: {f} not found")
+        if files and args.output is None:
+            raise ValueError(f"{flag}: sections go into the HTML report; add -o report.html")
+    args.sections = _sections(args)  # cheap; a malformed file is a usage error
     if args.output is not None:
         out = Path(args.output)
         if out.is_dir():
@@ -75,6 +96,25 @@ def run(args: argparse.Namespace) -> int:
             columns = CLASSIFIER_COLUMNS if args.table == "classifier" else None
             print(format_summary(summary, args.format, columns=columns))
         if args.output is not None:
-            path = render_report(store, args.output, args.examples, args.title)
+            path = render_report(
+                store, args.output, args.examples, args.title, sections=args.sections
+            )
             log.info("report written to %s", path)
     return 0
+
+
+def _sections(args: argparse.Namespace) -> list[str]:
+    """HTML sections of the ``--analysis`` and ``--tuning`` JSON files, in that order."""
+    import json
+
+    from segshield.tuning import analysis_html, tuning_html
+
+    out = []
+    for render, files in ((analysis_html, args.analysis), (tuning_html, args.tuning)):
+        for f in files:
+            try:
+                data = json.loads(Path(f).read_text(encoding="utf-8"))
+                out.append(render(data))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{f}: not a segshield analysis/tuning JSON ({exc})") from exc
+    return out

@@ -64,9 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        default="unet",
+        default=None,
         metavar="NAME[:k=v,...]",
-        help="model name, optionally with settings (e.g. unet:width=16); default unet",
+        help="model name, optionally with settings (e.g. unet:width=16); default unet "
+        "(cnn with --task classify)",
     )
     p.add_argument(
         "--size", default="128", metavar="S|HxW", help="input size (default 128, e.g. 192x256)"
@@ -144,6 +145,11 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"-o: {out} is a folder; give a file stem such as {out}/model")
     args.output = str(out)
     if args.task == "classify":
+        from segshield.classification import list_classifiers
+
+        if args.model is None:
+            args.model = "cnn"
+        check_choice("--model", args.model.split(":", 1)[0], list_classifiers())
         for flag, value in (
             ("--resume", args.resume),
             ("--val-split", args.val_split),
@@ -155,6 +161,8 @@ def validate(args: argparse.Namespace) -> None:
         return
     from segshield.models import list_models, parse_model_spec
 
+    if args.model is None:
+        args.model = "unet"
     name, _ = parse_model_spec(args.model)
     check_choice("--model", name, list_models())
     if args.val_split is not None and not 0 < args.val_split < 1:

@@ -199,18 +199,40 @@ def _scatter(title: str, points: list[tuple[str, float, float, str]]) -> str:
     return "".join(out)
 
 
+def _spread(examples: list, limit: int) -> list:
+    """Up to ``limit`` examples taken round-robin over (model, dataset, attack, adaptive)."""
+    groups: dict[tuple, list] = {}
+    for item in examples:
+        groups.setdefault(item[0][:4], []).append(item)
+    out: list = []
+    queues = list(groups.values())
+    while len(out) < limit and any(queues):
+        for q in queues:
+            if q and len(out) < limit:
+                out.append(q.pop(0))
+    return out
+
+
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def report_html(store: ResultStore, max_examples: int = 12, title: str = "segshield report") -> str:
+def report_html(
+    store: ResultStore,
+    max_examples: int = 12,
+    title: str = "segshield report",
+    sections: Sequence[str] = (),
+) -> str:
     """Build the report of a results store as one HTML string.
 
     Args:
         store: an open :class:`ResultStore`.
         max_examples: at most this many example panels (>= 0). Default 12.
         title: page title. Default ``"segshield report"``.
+        sections: extra HTML ``<section>`` fragments appended before the configuration,
+            e.g. :func:`segshield.tuning.analysis_html` and
+            :func:`segshield.tuning.tuning_html`. Default none.
 
     Returns:
         A complete HTML document with every image embedded.
@@ -282,6 +304,7 @@ def report_html(store: ResultStore, max_examples: int = 12, title: str = "segshi
         parts.append("attacked and defended attacked (recovered) images (issue 7).</p>")
         parts.append(_summary_table(clf_summary, CLASSIFIER_COLUMNS))
     if not summary:
+        parts.extend(sections)
         parts.append("</body></html>")
         return "\n".join(parts)
     parts.append("<h2>Summary</h2><p>Mean ± standard deviation over samples; NaN samples ")
@@ -312,7 +335,7 @@ def report_html(store: ResultStore, max_examples: int = 12, title: str = "segshi
         )
     for label, points in by_data.items():
         parts.append(_scatter(label, points))
-    examples = store.examples()[:max_examples]
+    examples = _spread(store.examples(), max_examples)
     if examples:
         parts.append("<h2>Examples</h2>")
     for key, tiles in examples:
@@ -328,6 +351,7 @@ def report_html(store: ResultStore, max_examples: int = 12, title: str = "segshi
             for kind, png in tiles.items()
         )
         parts.append(f'<div class="panel">{figs}</div>')
+    parts.extend(sections)
     parts.append("<h2>Configuration</h2><pre>")
     parts.append(_e(json.dumps(cfg, indent=2, default=str)))
     parts.append("</pre></body></html>")
@@ -339,6 +363,7 @@ def render_report(
     output: str | Path,
     max_examples: int = 12,
     title: str = "segshield report",
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write the self-contained HTML report of a results folder, atomically.
 
@@ -348,6 +373,7 @@ def render_report(
             inside the results folder's database.
         max_examples: at most this many example panels (>= 0). Default 12.
         title: page title.
+        sections: extra HTML fragments (see :func:`report_html`).
 
     Returns:
         The path written.
@@ -361,7 +387,7 @@ def render_report(
     """
     store = results if isinstance(results, ResultStore) else ResultStore(results, readonly=True)
     try:
-        text = report_html(store, max_examples=max_examples, title=title)
+        text = report_html(store, max_examples=max_examples, title=title, sections=sections)
     finally:
         if store is not results:
             store.close()

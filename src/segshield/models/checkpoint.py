@@ -133,15 +133,20 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> SegmentationModel:
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Load a checkpoint written by :func:`save`, in eval mode; never unpickles.
+
+    A classifier checkpoint (``"task": "classify"`` in its JSON, written by
+    :func:`segshield.classification.save_classifier`) is handed to
+    :func:`segshield.classification.load_classifier`, so one call loads either kind.
 
     Args:
         path: ``X``, ``X.safetensors`` or ``X.json``.
         map_location: device for the weights. Default ``"cpu"``.
 
     Returns:
-        The rebuilt :class:`SegmentationModel` with ``config`` from the JSON.
+        The rebuilt :class:`SegmentationModel` (or ``Classifier``) with ``config`` from the
+        JSON.
 
     Raises:
         ValueError: a pickle file (``.pt``, ``.pth``, ...), a malformed config, an
@@ -162,6 +167,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Segmenta
     from segshield.models.registry import MODELS, build_model
 
     config = read_config(path)
+    if config.get("task") == "classify":
+        from segshield.classification import load_classifier
+
+        return load_classifier(path, map_location=map_location)
     weights_path, json_path = checkpoint_paths(path)
     if config["architecture"] not in MODELS:
         raise ValueError(

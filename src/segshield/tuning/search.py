@@ -316,7 +316,7 @@ def tune_table(
     recovered Dice = mean Dice on refined adversarial images (SPEC §5).
 
     Args:
-        model: segmentation model on ``[0, 1]`` images.
+        model: segmentation model on ``[0, 1]`` images (switched to eval mode).
         val_images, val_masks: validation split ``(B, C, H, W)``, ``(B, H, W)``.
         heldout_images, heldout_masks: held-out split for the final report.
         attack: attack spec (e.g. ``"asma"``) or callable; used for the adversarial images
