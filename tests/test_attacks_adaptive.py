@@ -139,3 +139,12 @@ def test_asma_through_fr_bpda_runs_and_reports_adaptive():
     fr = defenses.FrequencyRefinement(pd=30, ac=5, gd=60)
     res = ASMA(tau=1e-3, beta=1e-2, steps=3)(Defended(model, fr), x, target_masks=t)
     assert res.adaptive and (res.adversarial - x).abs().max() > 0
+
+
+def test_defended_follows_the_model_mode():
+    from segshield.attacks import Defended
+    from segshield.defenses import Identity
+
+    net = torch.nn.Conv2d(3, 1, 1)
+    assert Defended(net.eval(), Identity()).training is False
+    assert Defended(net.train(), Identity()).training is True

@@ -89,6 +89,7 @@ class Defended(nn.Module):
             log.info("defense is deterministic; eot_samples=%d repeats the same pass", eot_samples)
         self.model = model
         self.defense = defense
+        self.train(model.training)  # a wrapper of an eval-mode model is in eval mode
 
     @property
     def gradient(self) -> str:
