@@ -25,6 +25,7 @@ from torch import nn
 
 from segshield._checks import check_choice, check_images, check_number
 from segshield._version import __version__
+from segshield.models.base import _per_channel
 
 __all__ = [
     "Classifier",
@@ -202,19 +203,6 @@ class Classifier(nn.Module):
         )
 
 
-def _per_channel(name: str, value: float | Sequence[float], channels: int) -> torch.Tensor:
-    vals = [value] if isinstance(value, (int, float)) else list(value)
-    for v in vals:
-        check_number(name, v)
-    if len(vals) == 1:
-        vals = vals * channels
-    if len(vals) != channels:
-        raise ValueError(
-            f"{name}: expected 1 or {channels} value(s) (one per input channel), got {len(vals)}"
-        )
-    return torch.tensor([float(v) for v in vals], dtype=torch.float32)
-
-
 def build_classifier(
     name: str,
     *,
@@ -348,10 +336,7 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         >>> load_classifier(stem).num_classes
         2
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
-    from segshield.models.checkpoint import checkpoint_paths, read_config
+    from segshield.models.checkpoint import checkpoint_paths, read_config, restore
 
     config = read_config(path)
     weights_path, json_path = checkpoint_paths(path)
@@ -365,32 +350,4 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{json_path}: unknown classifier architecture {config['architecture']!r}; "
             f"valid: {', '.join(CLASSIFIERS)}"
         )
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path}: checkpoint weights not found next to {json_path}")
-    try:
-        state = st_load(weights_path.read_bytes())
-    except SafetensorError as exc:
-        raise ValueError(
-            f"{weights_path}: not a safetensors file ({exc}); segshield never loads pickles"
-        ) from exc
-    try:
-        model = build_classifier(
-            config["architecture"],
-            num_classes=config["num_classes"],
-            in_channels=config["in_channels"],
-            mean=config["mean"],
-            std=config["std"],
-            class_names=config["class_names"],
-            **config["arch_kwargs"],
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{json_path}: invalid classifier settings ({exc})") from exc
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{weights_path}: weights do not match the architecture in {json_path.name} ({exc})"
-        ) from exc
-    keep = {k: v for k, v in config.items() if k not in ("format", "format_version")}
-    model.config.update({k: v for k, v in keep.items() if k not in ("mean", "std")})
-    return model.to(map_location).eval()
+    return restore(path, config, build_classifier, map_location)

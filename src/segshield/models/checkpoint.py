@@ -16,7 +16,15 @@ import torch
 from segshield.models.base import SegmentationModel
 from segshield.utils.imageio import atomic_write_bytes
 
-__all__ = ["save", "load", "checkpoint_paths", "read_config", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "save",
+    "load",
+    "restore",
+    "checkpoint_paths",
+    "read_config",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
 
 FORMAT = "segshield-model"
 FORMAT_VERSION = 1
@@ -161,9 +169,6 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn
         >>> load(stem + ".json").num_classes
         1
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     from segshield.models.registry import MODELS, build_model
 
     config = read_config(path)
@@ -177,6 +182,38 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn
             f"{json_path}: unknown architecture {config['architecture']!r}; "
             f"valid: {', '.join(MODELS)}"
         )
+    return restore(path, config, build_model, map_location)
+
+
+def restore(
+    path: str | Path,
+    config: dict[str, Any],
+    build: Any,
+    map_location: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """Rebuild a model from its checked ``config`` and load its safetensors weights.
+
+    The one loading path shared by segmentation models and classifiers.
+
+    Args:
+        path: ``X``, ``X.safetensors`` or ``X.json``.
+        config: the JSON config, already read by :func:`read_config`.
+        build: factory ``build(architecture, num_classes=, in_channels=, mean=, std=,
+            class_names=, **arch_kwargs)``.
+        map_location: device for the weights. Default ``"cpu"``.
+
+    Returns:
+        The model in eval mode with ``config`` merged into ``model.config``.
+
+    Raises:
+        FileNotFoundError: the weights file is missing.
+        ValueError: not a safetensors file, invalid settings, or weights that do not
+            match the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    weights_path, json_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: checkpoint weights not found next to {json_path}")
     try:
@@ -186,7 +223,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn
             f"{weights_path}: not a safetensors file ({exc}); segshield never loads pickles"
         ) from exc
     try:
-        model = build_model(
+        model = build(
             config["architecture"],
             num_classes=config["num_classes"],
             in_channels=config["in_channels"],
