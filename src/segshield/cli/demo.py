@@ -30,9 +30,9 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``demo`` and ``reproduce`` (defaults from ``DemoSettings``)."""
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/segshield)")
     p.add_argument("--size", type=int, help="image side (demo 64)")
-    p.add_argument("--model", help="architecture (demo: small)")
+    p.add_argument("--model", help="architecture (demo: unet)")
     p.add_argument("--width", type=int, help="model width (16)")
-    p.add_argument("--epochs", type=int, help="training epochs (demo 6)")
+    p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
     p.add_argument("--limit", type=int, help="evaluated validation samples (demo 8)")
     p.add_argument("--batch-size", type=int, help="evaluation batch size (4)")

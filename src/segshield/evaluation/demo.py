@@ -61,9 +61,9 @@ class DemoSettings:
 
     Args:
         size: image side in pixels, >= 16. Default 64.
-        model: architecture for ``segshield.models.build_model``. Default ``"small"``.
+        model: architecture for ``segshield.models.build_model``. Default ``"unet"``.
         width: model width, >= 1. Default 16.
-        epochs: training epochs, >= 1. Default 6.
+        epochs: training epochs, >= 1. Default 15.
         n_train: ``load_dataset(n=)`` for training and evaluation: phantoms generated
             per set before the train/val split; real data: the first ``n`` images of
             each split. ``None``: the loader's default (200 phantoms; every image).
@@ -87,9 +87,9 @@ class DemoSettings:
     """
 
     size: int = 64
-    model: str = "small"
+    model: str = "unet"
     width: int = 16
-    epochs: int = 6
+    epochs: int = 15
     n_train: int | None = None
     n_eval: int = 8
     batch_size: int = 4
