@@ -489,3 +489,16 @@ def test_classifier_rows(tmp_path, monkeypatch):
 
     html = render_report(tmp_path / "r", tmp_path / "r.html").read_text()
     assert "<h2>Classifiers</h2>" in html and "recovered_acc" in html
+
+
+def test_demo_model_training_is_reproducible(tmp_path):
+    """Two fresh caches train bit-identical models (initial weights are seeded too)."""
+    from safetensors.torch import load_file
+
+    from segshield.evaluation.demo import DemoSettings, cached_model
+
+    settings = DemoSettings(size=16, width=2, epochs=1, n_train=8)
+    a = load_file(cached_model("phantom-derm", settings, cache_dir=tmp_path / "a"))
+    b = load_file(cached_model("phantom-derm", settings, cache_dir=tmp_path / "b"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -150,6 +150,7 @@ def cached_model(
     from segshield.data import load_dataset
     from segshield.models import build_model
     from segshield.training import train_segmentation
+    from segshield.utils.seed import seed_everything
 
     keyed = {
         "data": data_spec,
@@ -176,6 +177,7 @@ def cached_model(
     train = load_dataset(data_spec, split="train", **kw)
     val = load_dataset(data_spec, split="val", **kw)
     k = 1 if train.num_classes == 2 else train.num_classes
+    seed_everything(settings.seed)  # the initial weights too, so the cache key is honest
     model = build_model(
         settings.model,
         num_classes=k,
