@@ -28,7 +28,6 @@ __all__ = [
     "write_png",
     "atomic_write_bytes",
     "list_images",
-    "to_tensor",
     "from_tensor",
     "encode_png16",
     "decode_png16",
@@ -188,15 +187,6 @@ def write_png(path: str | Path, arr: np.ndarray) -> None:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
-
-
-def to_tensor(arr: np.ndarray):
-    """``(H, W, C)`` uint8/uint16 array to a ``(1, C, H, W)`` float tensor in [0, 1]."""
-    import torch
-
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale)
-    return t.permute(2, 0, 1).unsqueeze(0)
 
 
 def from_tensor(x, dtype=np.uint8) -> np.ndarray:
