@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from segshield import __version__
@@ -62,6 +63,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some work failed, 2 bad arguments)."""
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        # `segshield data check ... | head` ends quietly, like other Unix tools
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
