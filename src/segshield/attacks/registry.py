@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from segshield._spec import parse_value, split_spec
 from segshield.attacks.asma import ASMA
 from segshield.attacks.base import Attack
 from segshield.attacks.cw import CarliniWagnerL2
@@ -59,26 +60,6 @@ def list_attacks() -> dict[str, list[str]]:
     return {name: _params(f) for name, f in ATTACKS.items()}
 
 
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if "/" in text:
-        num, _, den = text.partition("/")
-        try:
-            return float(num) / float(den)
-        except (ValueError, ZeroDivisionError):
-            return text
-    return text.strip()
-
-
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``"name:k=v,k=v"`` into the name and a dict of parsed values.
 
@@ -91,17 +72,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"attack spec: expected 'NAME[:key=value,...]', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")
-    params: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(
-                f"attack spec {spec!r}: expected key=value, got {part!r}; "
-                "example: asma:steps=100,tau=1e-7"
-            )
-        params[key.strip()] = _parse_value(value)
-    return name.strip().lower(), params
+    name, pairs = split_spec(
+        spec,
+        lambda part: (
+            f"attack spec {spec!r}: expected key=value, got {part!r}; "
+            "example: asma:steps=100,tau=1e-7"
+        ),
+    )
+    return name.lower(), {key: parse_value(value) for key, value in pairs}
 
 
 def get_attack(spec: str) -> Attack:

@@ -14,7 +14,6 @@ any input size works (a VGG-style network in the spirit of Simonyan & Zisserman,
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -238,7 +237,7 @@ def build_classifier(
         >>> m(torch.rand(3, 1, 16, 16)).shape
         torch.Size([3, 2])
     """
-    from segshield.models import parse_model_spec
+    from segshield.models.registry import check_arch_kwargs, parse_model_spec
 
     base, spec_kwargs = parse_model_spec(name)
     check_choice("model", base, CLASSIFIERS)
@@ -246,15 +245,7 @@ def build_classifier(
     check_number("in_channels", in_channels, low=1, integer=True)
     kwargs = {**spec_kwargs, **arch_kwargs}
     factory = CLASSIFIERS[base]
-    valid = [
-        p for p in inspect.signature(factory).parameters if p not in ("in_channels", "num_classes")
-    ]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"model {base!r}: unknown setting(s) {', '.join(unknown)}; "
-            f"valid settings: {', '.join(valid)}"
-        )
+    check_arch_kwargs(base, factory, kwargs)
     k = max(int(num_classes), 2)
     names = list(class_names) if class_names is not None else [f"class{i}" for i in range(k)]
     if len(names) != k:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from segshield._spec import split_spec
 from segshield.defenses.base import Defense
 from segshield.defenses.bitdepth import BitDepth
 from segshield.defenses.feature_distillation import FeatureDistillation
@@ -172,8 +173,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     if not isinstance(spec, str):
         raise TypeError(f"spec: expected a string like 'fr:pd=30,ac=5,gd=60', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip().lower()
+    head = spec.partition(":")[0].strip().lower()
+    name, pairs = split_spec(spec, lambda item: f"{head}: expected key=value, got {item!r}")
+    name = name.lower()
     if name not in _REGISTRY:
         raise ValueError(
             f"defense: unknown name {name!r}; valid names: {', '.join(_REGISTRY)} "
@@ -181,17 +183,13 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         )
     entry = _REGISTRY[name]
     params: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq:
-            raise ValueError(f"{name}: expected key=value, got {item!r}")
+    for key, text in pairs:
         if key not in entry.params:
             valid = ", ".join(entry.params) or "(none)"
             raise ValueError(f"{name}: unknown parameter {key!r}; valid parameters: {valid}")
         if key in params:
             raise ValueError(f"{name}: parameter {key!r} given twice")
-        params[key] = _parse_value(name, key, text.strip(), entry.params[key].kind)
+        params[key] = _parse_value(name, key, text, entry.params[key].kind)
     return name, params
 
 

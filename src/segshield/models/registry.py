@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from segshield._checks import check_choice, check_number
+from segshield._spec import parse_value, split_spec
 from segshield.models.base import SegmentationModel, default_class_names
 from segshield.models.resnet_fcn import ResNetFCN
 from segshield.models.small import SmallSegNet
@@ -68,18 +69,6 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text.strip()
-
-
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``"NAME:key=value,key=value"`` into the name and typed settings (never eval).
 
@@ -92,17 +81,33 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     if not isinstance(spec, str):
         raise TypeError(f"model: expected a name string, got {type(spec).__name__}")
-    name, _, rest = spec.partition(":")
-    kwargs: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(
-                f"model: expected settings as key=value after the name, got {part!r} in "
-                f"{spec!r}; e.g. 'unet:width=16,depth=4'"
-            )
-        kwargs[key.strip()] = _parse_value(value)
-    return name.strip(), kwargs
+    name, pairs = split_spec(
+        spec,
+        lambda part: (
+            f"model: expected settings as key=value after the name, got {part!r} in "
+            f"{spec!r}; e.g. 'unet:width=16,depth=4'"
+        ),
+    )
+    return name, {key: parse_value(value) for key, value in pairs}
+
+
+def check_arch_kwargs(base: str, factory: Any, kwargs: dict[str, Any]) -> None:
+    """Check architecture settings against the factory's keyword parameters.
+
+    Shared by :func:`build_model` and ``segshield.classification.build_classifier``.
+
+    Raises:
+        TypeError: an unknown setting; the message lists the valid ones.
+    """
+    valid = [
+        p for p in inspect.signature(factory).parameters if p not in ("in_channels", "num_classes")
+    ]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"model {base!r}: unknown setting(s) {', '.join(unknown)}; "
+            f"valid settings: {', '.join(valid)}"
+        )
 
 
 def build_model(
@@ -152,15 +157,7 @@ def build_model(
     check_number("in_channels", in_channels, low=1, integer=True)
     kwargs = {**spec_kwargs, **arch_kwargs}
     factory = MODELS[base]
-    valid = [
-        p for p in inspect.signature(factory).parameters if p not in ("in_channels", "num_classes")
-    ]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"model {base!r}: unknown setting(s) {', '.join(unknown)}; "
-            f"valid settings: {', '.join(valid)}"
-        )
+    check_arch_kwargs(base, factory, kwargs)
     names = list(class_names) if class_names is not None else default_class_names(num_classes)
     if len(names) != max(int(num_classes), 2):
         raise ValueError(
