@@ -1,16 +1,18 @@
 """Training benchmark: the issue-3 accuracy/time targets and model throughput, with the machine.
 
-Two tables:
+Tables:
 
 1. Throughput of one training step (forward + backward + AdamW) per registry model at
-   128x128, batch 8, side by side in one run, as images/s and as a ratio to the U-Net.
+   128x128, batch 8, side by side in one run, as images/s and as a ratio to the U-Net;
+   then the U-Net's step in float32 and under bfloat16 autocast (``--precision bf16``),
+   each in the standard and the channels-last layout (``--channels-last``).
 2. Targets: each run is ``segshield train`` in a subprocess under a wall-clock budget;
    the best checkpoint kept so far (``X.json`` ``val_scores``) is what counts, so a run
    cut off by the budget reports what it had reached.
 
    - phantom-derm, U-Net 128x128, budget 5 min: validation lesion Dice >= 0.90;
    - ISIC 2017 (``$SEGSHIELD_SHARED_DATA/isic2017``, train -> val), U-Net 128x128,
-     budget 20 min: lesion Dice >= 0.80;
+     bf16 + channels-last, budget 20 min: lesion Dice >= 0.80;
    - ORIGA (``$SEGSHIELD_SHARED_DATA/origa``, seeded 70/15/15 split), U-Net 128x128,
      budget 5 min: disc Dice >= 0.85.
 
@@ -50,7 +52,7 @@ TARGETS = {
     },
     "isic": {
         "data": "isic:{root}/isic2017",
-        "args": ["--epochs", "10", "--lr", "2e-3"],
+        "args": ["--epochs", "24", "--lr", "2e-3", "--precision", "bf16", "--channels-last"],
         "budget_s": 1200,
         "region": "lesion",
         "target": 0.80,
@@ -74,26 +76,40 @@ def machine() -> str:
     )
 
 
-def throughput(size: int = 128, batch: int = 8, steps: int = 3) -> list[tuple[str, float, int]]:
-    """Images per second of a training step for each registry model."""
-    rows = []
+def step_rate(
+    name: str,
+    size: int = 128,
+    batch: int = 8,
+    steps: int = 3,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[float, int]:
+    """Images per second of a training step (forward + backward + AdamW), and params."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, size, size, generator=g)
     m = (torch.rand(batch, size, size, generator=g) > 0.5).long()
-    for name in list_models():
-        torch.manual_seed(0)
-        model = build_model(name).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        for i in range(steps + 1):  # first step is warm-up
-            if i == 1:
-                t0 = time.perf_counter()
-            loss = dice_ce_loss(model(x), m)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        rate = batch * steps / (time.perf_counter() - t0)
-        rows.append((name, rate, sum(p.numel() for p in model.parameters())))
-    return rows
+    torch.manual_seed(0)
+    model = build_model(name).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for i in range(steps + 1):  # first step is warm-up
+        if i == 1:
+            t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x)
+        loss = dice_ce_loss(logits.float(), m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    rate = batch * steps / (time.perf_counter() - t0)
+    return rate, sum(p.numel() for p in model.parameters())
+
+
+def throughput() -> list[tuple[str, float, int]]:
+    """Images per second of a training step for each registry model (float32)."""
+    return [(name, *step_rate(name)) for name in list_models()]
 
 
 def run_target(name: str, root: str | None, workdir: Path, size: str) -> dict:
@@ -144,6 +160,14 @@ def main() -> int:
         print("| --- | ---: | ---: | ---: |")
         for name, rate, params in rows:
             print(f"| {name} | {params / 1e6:.2f} M | {rate:.1f} | {rate / ref:.2f}x |")
+        print("\n| unet @128, batch 8: precision, layout | train images/s | vs float32 |")
+        print("| --- | ---: | ---: |")
+        base = None
+        for precision, last in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+            rate = step_rate("unet", precision=precision, channels_last=last)[0]
+            base = base or rate
+            layout = "channels-last" if last else "standard"
+            print(f"| {precision}, {layout} | {rate:.1f} | {rate / base:.2f}x |")
         print()
     names = ["phantom"] + (["isic", "origa"] if args.all else [])
     if args.only is not None:

@@ -45,6 +45,15 @@ def test_fundus_phantom_gives_three_class_model_and_resume(tmp_path, capsys):
     assert state["epoch"] == 2
 
 
+def test_bf16_channels_last_flags_reach_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "b"
+    args = ["-q", "train", "--data", "phantom-derm", "--model", "small:width=2", "--size", "16"]
+    args += ["--n", "8", "--epochs", "1", "-o", str(out), "--precision", "bf16"]
+    assert main([*args, "--channels-last"]) == 0
+    training = load(out).config["training"]
+    assert training["precision"] == "bf16" and training["channels_last"] is True
+
+
 def test_val_split_holds_out_a_fraction(tmp_path, capsys):
     out = tmp_path / "v"
     args = ["-q", "train", "--data", "phantom-derm", "--model", "small:width=2", "--size", "16"]
@@ -69,6 +78,9 @@ def test_val_split_holds_out_a_fraction(tmp_path, capsys):
         (["--n", "1"], "--n: expected at least 2"),
         (["--resume", "nowhere/run"], "--resume: .*not found"),
         (["--task", "classify", "--n", "5"], "--n: not supported with --task classify"),
+        (["--task", "classify", "--precision", "bf16"], "--precision: not supported with"),
+        (["--task", "classify", "--channels-last"], "--channels-last: not supported with"),
+        (["--precision", "fp16"], "--precision: invalid choice"),
         (["--task", "classify", "--model", "unet"], "--model: expected one of 'cnn'"),
     ],
 )

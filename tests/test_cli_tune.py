@@ -58,6 +58,21 @@ def test_tune_divides_one_split_into_disjoint_halves(checkpoint, tmp_path):
     assert data["config"]["n_val"] == 2 and data["config"]["n_heldout"] == 2
 
 
+def test_tune_paper_bound_is_recorded_with_its_value(checkpoint, tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "3", "--jpeg", ""]
+    main([*argv, "--max-benign-loss", "paper", "--n", "60", "-o", str(out)])
+    data = json.loads(out.read_text())
+    assert data["config"]["n"] == 60 and data["config"]["n_val"] == 4
+    # --n reaches the phantom generator: 6 phantoms leave one validation image.
+    with pytest.raises(ValueError, match="has 1 item"):
+        main([*argv, "--n", "6", "-o", str(tmp_path / "u.json")])
+    assert data["config"]["max_benign_loss"] == "paper"
+    paper = data["validation"]["paper"]["benign_loss"]
+    assert data["config"]["benign_loss_bound"] == pytest.approx(paper)
+    assert data["validation"]["tuned"]["benign_loss"] <= paper + 1e-12
+
+
 def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
     out = tmp_path / "an"
     assert main(["analyze", "--model", checkpoint, *COMMON, "--step", "20", "-o", str(out)]) == 0
@@ -73,6 +88,11 @@ def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
     "extra, message",
     [
         (["--max-benign-loss", "2"], "--max-benign-loss"),
+        (["--max-benign-loss", "papers"], "or one of ['paper']"),
+        (["--max-benign-loss", "nan"], "--max-benign-loss"),
+        (["--benign-se", "-0.5"], "--benign-se"),
+        (["--n", "1"], "--n"),
+        (["--data", "isic:/data/isic", "--n", "50"], "--n: only for phantom data"),
         (["--budget", "0"], "--budget"),
         (["--jpeg", "50,x"], "--jpeg"),
         (["--jpeg", "0"], "--jpeg"),

@@ -290,6 +290,33 @@ def test_training_multiclass_softmax(tmp_path):
     assert set(result["best_scores"]) >= {"disc_dice", "cup_dice", "disc_iou", "cup_iou"}
 
 
+def test_bf16_training_learns_and_saves_a_float32_checkpoint(tmp_path):
+    model, result = _train(tmp_path, "bf", epochs=4, precision="bf16")
+    losses = [h["loss"] for h in result["history"]]
+    assert losses[-1] < losses[0]
+    assert result["best_score"] > 0.5
+    best = load(tmp_path / "bf")
+    floats = [v for v in best.state_dict().values() if v.is_floating_point()]
+    assert all(v.dtype == torch.float32 for v in floats)
+    assert best.config["training"]["precision"] == "bf16"
+    # bfloat16 autocast really changes the arithmetic: weights differ from a float32 run.
+    ref, _ = _train(tmp_path, "fp", epochs=4)
+    pairs = zip(model.parameters(), ref.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+
+
+def test_channels_last_training_matches_the_standard_layout(tmp_path):
+    std, r_std = _train(tmp_path, "std", epochs=2)
+    cl, r_cl = _train(tmp_path, "cl", epochs=2, channels_last=True)
+    for a, b in zip(std.parameters(), cl.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+        assert b.is_contiguous()  # handed back in the standard layout
+    assert [h["loss"] for h in r_cl["history"]] == pytest.approx(
+        [h["loss"] for h in r_std["history"]], rel=1e-4
+    )
+    assert load(tmp_path / "cl").config["training"]["channels_last"] is True
+
+
 def test_training_argument_errors(tmp_path):
     model = build_model("small", width=2)
     data = _easy_dataset(2)
@@ -298,6 +325,8 @@ def test_training_argument_errors(tmp_path):
         train_segmentation(model, data, data, epochs=0, **common)
     with pytest.raises(ValueError, match="lr"):
         train_segmentation(model, data, data, epochs=1, lr=0, **common)
+    with pytest.raises(ValueError, match="precision.*bf16"):
+        train_segmentation(model, data, data, epochs=1, precision="fp16", **common)
     with pytest.raises(ValueError, match="val_set: expected at least one"):
         train_segmentation(model, data, [], epochs=1, **common)
     with pytest.raises(TypeError, match="SegmentationModel"):

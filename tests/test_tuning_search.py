@@ -137,7 +137,7 @@ def test_search_is_deterministic_under_a_seed():
 
 def test_search_respects_the_benign_loss_bound_on_validation():
     bound = 0.02
-    res = _run(max_benign_loss=bound, seed=1)
+    res = _run(max_benign_loss=bound, seed=1, benign_se=0.0)
     assert res.feasible
     # Independent check: the real FR module with the tuned table on the validation split.
     model = ThresholdModel()
@@ -156,6 +156,53 @@ def test_search_respects_the_benign_loss_bound_on_validation():
     for e in res.evaluations:
         if e["recovered_dice"] > res.validation["tuned"]["recovered_dice"]:
             assert e["benign_loss"] > bound
+
+
+def _se_bound(losses: torch.Tensor, n_se: float) -> float:
+    v = losses[~torch.isnan(losses)].double()
+    return float(v.mean() + n_se * v.std(unbiased=True) / len(v) ** 0.5)
+
+
+def test_margin_keeps_mean_plus_standard_errors_under_the_bound():
+    bound = 0.02
+    res = _run(max_benign_loss=bound, seed=1, benign_se=2.0)
+    assert res.feasible and res.config["benign_se"] == 2.0
+    model = ThresholdModel()
+    vx, vm, _ = _split(6, 0)
+    fr = FrequencyRefinement.from_table(res.table.double())
+    per_image = _dice(model, vx, vm) - _dice(model, fr(vx), vm)
+    ucb = _se_bound(per_image, 2.0)
+    assert ucb <= bound + 1e-9
+    assert res.validation["tuned"]["benign_ucb"] == pytest.approx(ucb)
+    # Tables that recover more were rejected by the margin (their mean may be in bound).
+    for e in res.evaluations:
+        if e["recovered_dice"] > res.validation["tuned"]["recovered_dice"]:
+            assert e["benign_ucb"] > bound
+
+
+def test_paper_bound_picks_a_table_that_dominates_the_paper_table_on_validation():
+    res = _run(max_benign_loss="paper", seed=2)
+    paper, tuned = res.validation["paper"], res.validation["tuned"]
+    # The bound is the paper table's own loss, measured independently here.
+    model = ThresholdModel()
+    vx, vm, _ = _split(6, 0)
+    fr = FrequencyRefinement.from_table(PAPER_CANDIDATE.table().double())
+    paper_loss = float((_dice(model, vx, vm) - _dice(model, fr(vx), vm)).mean())
+    assert res.config["benign_loss_bound"] == pytest.approx(paper_loss)
+    assert res.config["max_benign_loss"] == "paper"
+    assert res.feasible
+    assert tuned["benign_loss"] <= paper["benign_loss"] + 1e-12
+    assert tuned["recovered_dice"] >= paper["recovered_dice"]
+    # Paired margin: the tuned table's per-image excess loss over the paper table's,
+    # plus one standard error, is <= 0 (computed here with the real FR module).
+    tuned_fr = FrequencyRefinement.from_table(res.table.double())
+    excess = _dice(model, fr(vx), vm) - _dice(model, tuned_fr(vx), vm)
+    assert _se_bound(excess, 1.0) <= 1e-9 or torch.equal(res.table, PAPER_CANDIDATE.table())
+    assert paper["benign_ucb"] == 0.0
+    # No evaluated table with a higher recovery passes the paired margin.
+    for e in res.evaluations:
+        if e["recovered_dice"] > tuned["recovered_dice"]:
+            assert e["benign_ucb"] > 0
 
 
 def test_search_reports_no_feasible_table(caplog):
@@ -241,6 +288,10 @@ def test_search_writes_the_contract_json_loadable_by_frequency_refinement(tmp_pa
 def test_search_input_errors():
     with pytest.raises(ValueError, match="max_benign_loss"):
         _run(max_benign_loss=1.5)
+    with pytest.raises(ValueError, match="max_benign_loss.*paper"):
+        _run(max_benign_loss="jpeg")
+    with pytest.raises(ValueError, match="benign_se"):
+        _run(benign_se=-1)
     with pytest.raises(ValueError, match="budget"):
         _run(budget=0)
     vx, _, va = _split(6, 0)

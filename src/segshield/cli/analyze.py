@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--attack", default="asma", help="attack spec (default asma)")
     p.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
     p.add_argument("--limit", type=int, default=None, help="at most N images")
+    p.add_argument(
+        "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
+    )
     p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--step", type=float, default=30.0, help="quantisation step (default 30)")
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         attack=args.attack,
         seed=args.seed,
         limit=args.limit,
+        n=args.n,
         size=args.size,
     )
     from segshield import __version__

@@ -104,6 +104,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="data-loader worker processes (default 0; each uses one torch thread)",
     )
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="fp32 (default) or bf16: bfloat16 autocast for the training passes, about 2x "
+        "faster on CPUs with AVX-512 BF16 and on recent GPUs (checkpoint stays float32)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="train in the channels-last memory layout (often faster for convolutions)",
+    )
+    p.add_argument(
         "--n",
         type=int,
         default=None,
@@ -155,6 +167,8 @@ def validate(args: argparse.Namespace) -> None:
             ("--val-split", args.val_split),
             ("--workers", args.workers),
             ("--n", args.n),
+            ("--precision", None if args.precision == "fp32" else args.precision),
+            ("--channels-last", args.channels_last or None),
         ):
             if value is not None:
                 raise ValueError(f"{flag}: not supported with --task classify")
@@ -185,14 +199,15 @@ def _load_splits(args: argparse.Namespace):
     """Train and validation sets: the loader's split, or ``--val-split`` of all items."""
     from segshield.data import load_dataset
 
-    n = {"n": args.n} if args.n is not None else {}
+    # Items are decoded and resized once, then kept in memory (uint8) for later epochs.
+    opts: dict = {"cache": True} if args.n is None else {"cache": True, "n": args.n}
     if args.val_split is None:
-        train = load_dataset(args.data, size=args.size_hw, split="train", seed=args.seed, **n)
-        val = load_dataset(args.data, size=args.size_hw, split="val", seed=args.seed, **n)
+        train = load_dataset(args.data, size=args.size_hw, split="train", seed=args.seed, **opts)
+        val = load_dataset(args.data, size=args.size_hw, split="val", seed=args.seed, **opts)
         return train, val
     import torch
 
-    full = load_dataset(args.data, size=args.size_hw, split="all", seed=args.seed, **n)
+    full = load_dataset(args.data, size=args.size_hw, split="all", seed=args.seed, **opts)
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(args.seed)).tolist()
     n_val = min(max(1, round(args.val_split * len(full))), len(full) - 1)
     if n_val < 1:
@@ -274,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers or 0,
         trained_on=args.data,
+        precision=args.precision,
+        channels_last=args.channels_last,
     )
     summary = {k: result[k] for k in ("best_epoch", "best_scores", "epochs_run", "seconds")}
     summary["checkpoint"] = [f"{args.output}.safetensors", f"{args.output}.json"]

@@ -1,7 +1,9 @@
 """``segshield tune``: tune the FR table to a data set and model (issue 6).
 
 Searches FR band layouts and steps on the validation split for the best recovered Dice
-under the attack with benign Dice loss <= ``--max-benign-loss``, reports the tuned and
+under the attack with benign Dice loss <= ``--max-benign-loss`` (a number, or ``paper``
+for the paper table's own loss; the bound must hold with a margin of ``--benign-se``
+standard errors of the per-image losses), reports the tuned and
 the paper's table on the held-out split, and writes ``TABLE.json`` (loadable with
 ``FrequencyRefinement.from_file``), ``TABLE.pareto.png``/``.svg``, the evaluation
 cache ``TABLE.cache.jsonl`` and the adversarial images ``TABLE.cache.*-adv.safetensors``
@@ -51,9 +53,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data set spec KIND[:PATH], e.g. phantom-derm")
     p.add_argument(
         "--max-benign-loss",
+        default="0.01",
+        metavar="X|paper",
+        help="bound on the validation benign Dice loss: a number in [0, 1] (default 0.01), "
+        "or 'paper' for the paper table's own benign loss (tuned must dominate it)",
+    )
+    p.add_argument(
+        "--benign-se",
         type=float,
-        default=0.01,
-        help="bound on the validation benign Dice loss, in [0, 1] (default 0.01)",
+        default=1.0,
+        help="margin of the benign-loss bound in standard errors of the per-image losses "
+        "(paired with the paper table's for 'paper'); 0 compares the plain mean (default 1)",
     )
     p.add_argument("--attack", default="asma", help="attack spec (default asma)")
     p.add_argument(
@@ -66,6 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--resume", action="store_true", help="reuse TABLE.cache.jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most N images per split")
+    p.add_argument(
+        "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
+    )
     p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
     p.add_argument("--val-split", default="val", choices=SPLITS, help="search split (val)")
     p.add_argument("--heldout-split", default="test", choices=SPLITS, help="report split (test)")
@@ -112,12 +125,38 @@ def check_common_args(args: argparse.Namespace) -> None:
     check_number("--batch-size", args.batch_size, low=1, integer=True)
     if args.limit is not None:
         check_number("--limit", args.limit, low=2, integer=True)
+    if args.n is not None:
+        check_number("--n", args.n, low=2, integer=True)
+        if not args.data.strip().startswith("phantom-"):
+            raise ValueError("--n: only for phantom data; use --limit to read fewer real images")
     if args.size is not None:
         check_number("--size", args.size, low=8, high=8192, integer=True)
     if args.attack:
         from segshield.attacks import get_attack
 
         get_attack(args.attack)
+
+
+def parse_bound(text: str | float) -> float | str:
+    """``--max-benign-loss``: a number in [0, 1], or ``"paper"``.
+
+    Raises:
+        ValueError: anything else (the message names the flag and the choices).
+    """
+    from segshield._checks import check_number
+    from segshield.tuning.search import BOUND_RULES
+
+    if text in BOUND_RULES:
+        return str(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"--max-benign-loss: expected a number in [0, 1] or one of {list(BOUND_RULES)}, "
+            f"got {text!r}"
+        ) from None
+    check_number("--max-benign-loss", value, low=0, high=1)
+    return value
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -130,7 +169,8 @@ def validate(args: argparse.Namespace) -> None:
     from segshield._checks import check_number
 
     check_common_args(args)
-    check_number("--max-benign-loss", args.max_benign_loss, low=0, high=1)
+    args.max_benign_loss = parse_bound(args.max_benign_loss)
+    check_number("--benign-se", args.benign_se, low=0)
     check_number("--budget", args.budget, low=1, integer=True)
     check_number("--adaptive-top-k", args.adaptive_top_k, low=1, integer=True)
     for q in parse_ints("--jpeg", args.jpeg):
@@ -164,7 +204,8 @@ def load_inputs(args: argparse.Namespace, split: str) -> tuple[Any, Any, Any, An
     if size is None:
         size = model.config.get("input_size")
         size = tuple(size) if isinstance(size, list) else size
-    ds = load_dataset(args.data, size=size, split=split, seed=args.seed)
+    extra = {} if args.n is None else {"n": args.n}
+    ds = load_dataset(args.data, size=size, split=split, seed=args.seed, **extra)
     n = len(ds) if args.limit is None else min(len(ds), args.limit)
     if n < 2:
         raise ValueError(f"--data: split {split!r} has {len(ds)} item(s); need at least 2")
@@ -220,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         heldout_masks=held_m,
         attack=args.attack,
         max_benign_loss=args.max_benign_loss,
+        benign_se=args.benign_se,
         budget=args.budget,
         seed=args.seed,
         adaptive=args.adaptive,
@@ -238,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         val_split=args.val_split,
         heldout_split=args.heldout_split,
         limit=args.limit,
+        n=args.n,
         size=args.size,
     )
     atomic_write_bytes(out, (json.dumps(data, indent=1) + "\n").encode("utf-8"))

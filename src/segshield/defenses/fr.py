@@ -6,10 +6,14 @@ from Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
 ``C = D B Dᵀ``, ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop back, clip
 to [0, 255], divide by 255.
 
-Implementation: a block is flattened to 64 values and the whole quantiser becomes two
-``(N, 64) @ (64, 64)`` products with the Kronecker matrix ``K = D ⊗ D`` (``vec(D B Dᵀ)
-= K vec(B)``); the value scale and ``1/Q`` are folded into the first matrix and ``Q``
-and ``1/255`` into the second. The matrices are cached per table, dtype and device.
+Implementation: the block DCT is separable and is computed in the image layout, with
+no gather of blocks: ``D`` multiplies stacks of 8 (or 16: two blocks) rows from the left
+and ``Dᵀ`` runs of 8 (or 16) columns from the right, as batched matrix products. The
+coefficients then lie at ``(8i + u, 8j + v)``, so dividing by ``Q``, rounding and
+multiplying by ``Q`` are elementwise products with the table tiled along a row of
+blocks; the inverse DCT is the same pair of products with the transposed matrices. The
+value scale is folded into the matrices, which are cached per table, dtype, device and
+image size.
 """
 
 from __future__ import annotations
@@ -176,27 +180,36 @@ def _check_table(table: Any) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _fr_matrices(
+def _fr_operands(
     table_key: tuple[float, ...],
     channels: int,
-    in_scale: float,
-    out_scale: float,
+    scale: float,
     dtype: torch.dtype,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A, B)`` with ``round(vec(block) @ A)`` = ``round(C / Q)`` and ``r @ B`` = output.
+    height: int,
+    width: int,
+) -> tuple[torch.Tensor, ...]:
+    """Transform matrices and quantiser tiles for padded images of ``height x width``.
 
-    Shapes ``(64, 64)`` for one table or ``(C, 64, 64)`` for one per channel. Built in
-    float64, then cast.
+    Returns ``(left, right, left_inv, right_inv, inv_tile, tile)``: ``left @ rows`` and
+    ``cols @ right`` give ``scale * D B Dᵀ`` for every block when the image is viewed as
+    stacks of ``r`` rows (``r`` = 16, two blocks at a time, when the size allows, else
+    8), and the ``_inv`` pair gives ``Dᵀ C D / scale``. ``tile[c, u, 8j + v] = Q[c, u, v]``
+    lays the table out like a row of blocks, so quantising is an elementwise product
+    on the coefficient image. Built in float64, then cast.
     """
     d = _dct_matrix_cached(8, torch.float64, torch.device("cpu"))
-    k = torch.kron(d, d)  # vec(D B D^T) = K vec(B) with row-major vec
-    q = torch.tensor(table_key, dtype=torch.float64).reshape(channels, 64)
-    a = (k.T * in_scale).unsqueeze(0) / q.unsqueeze(1)  # (C, 64 in, 64 coeff)
-    b = q.unsqueeze(2) * k.unsqueeze(0) / out_scale  # (C, 64 coeff, 64 out)
+    rh, rw = (16 if height % 16 == 0 else 8), (16 if width % 16 == 0 else 8)
+
+    def diag(m: torch.Tensor, r: int) -> torch.Tensor:
+        return torch.block_diag(*([m] * (r // 8)))
+
+    q = torch.tensor(table_key, dtype=torch.float64).reshape(channels, 8, 8)
+    tile = q.repeat(1, 1, width // 8)
     if channels == 1:
-        a, b = a[0], b[0]
-    return a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
+        tile = tile[0]
+    ops = (diag(d * scale, rh), diag(d.T, rw), diag(d.T, rh), diag(d / scale, rw), 1 / tile, tile)
+    return tuple(t.to(dtype=dtype, device=device).contiguous() for t in ops)
 
 
 def _compute_dtype(x: torch.Tensor, pad: str, compute_dtype: torch.dtype | None) -> torch.dtype:
@@ -280,37 +293,32 @@ def _refine(
             "pass an (8, 8) table to use the same steps for every channel"
         )
     dtype = _compute_dtype(x, pad, compute_dtype)
-    a_mat, b_mat = _fr_matrices(table_key, channels, scale, scale, dtype, _device(x.device))
     xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
     hp, wp = xp.shape[-2:]
-    nh, nw = hp // 8, wp // 8
-    # Gather blocks as rows of 64 values (the one copy in), two (64 x 64) products.
-    blocks = xp.reshape(b, c, nh, 8, nw, 8).permute(0, 1, 2, 4, 3, 5)
-    if channels == 1:
-        coeff = torch.mm(blocks.reshape(-1, 64), a_mat)
-    else:
-        coeff = torch.matmul(blocks.reshape(b, c, nh * nw, 64), a_mat)
+    left, right, left_inv, right_inv, inv_tile, tile = _fr_operands(
+        table_key, channels, scale, dtype, _device(x.device), hp, wp
+    )
+    if channels != 1:
+        inv_tile, tile = inv_tile.unsqueeze(1), tile.unsqueeze(1)  # (C, 1, 8, W)
+    rh, rw = left.shape[0], right.shape[0]
+    # Separable block DCT in the image layout: rows within blocks, then columns.
+    coeff = torch.matmul(left, xp.reshape(b, c, hp // rh, rh, wp))
+    coeff = torch.matmul(coeff.reshape(b, c, hp, wp // rw, rw), right)
+    coeff = coeff.reshape(b, c, hp // 8, 8, wp)  # [.., i, u, 8j + v]: block (i, j), freq (u, v)
     tracked = torch.is_grad_enabled() and coeff.requires_grad
     if smooth:
-        coeff = smooth_round(coeff)
+        levels = smooth_round(coeff * inv_tile)
+    elif tracked:
+        levels = torch.round(coeff * inv_tile)
     else:
-        coeff = torch.round(coeff) if tracked else coeff.round_()
-    y = torch.mm(coeff, b_mat) if channels == 1 else torch.matmul(coeff, b_mat)
-    y_img = y.view(b, c, nh, nw, 8, 8).permute(0, 1, 2, 4, 3, 5)  # image order, as a view
-    if not tracked and hp == h and wp == w:
-        # Scatter back, clip and cast in one pass into the output (no autograd needed).
-        out = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device)
-        out_blocks = out.view(b, c, nh, 8, nw, 8)
-        if clip and x.dtype == dtype:
-            torch.clamp(y_img, 0.0, 1.0, out=out_blocks)
-        else:
-            if clip:
-                y.clamp_(0.0, 1.0)
-            out_blocks.copy_(y_img)  # casts to the input dtype
-        return out
-    y = y_img.reshape(b, c, hp, wp)[..., :h, :w]
+        levels = coeff.mul_(inv_tile).round_()
+    levels = levels * tile if tracked or smooth else levels.mul_(tile)
+    y = torch.matmul(left_inv, levels.reshape(b, c, hp // rh, rh, wp))
+    y = torch.matmul(y.reshape(b, c, hp, wp // rw, rw), right_inv).reshape(b, c, hp, wp)
+    if hp != h or wp != w:
+        y = y[..., :h, :w]
     if clip:
-        y = y.clamp(0.0, 1.0)
+        y = y.clamp(0.0, 1.0) if tracked else y.clamp_(0.0, 1.0)
     return y.to(x.dtype).contiguous()
 
 

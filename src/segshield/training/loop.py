@@ -36,7 +36,16 @@ from segshield.training.losses import dice_ce_loss
 from segshield.utils.imageio import atomic_write_bytes
 from segshield.utils.progress import progress
 
-__all__ = ["train_segmentation", "evaluate_segmentation", "resolve_device", "state_paths"]
+__all__ = [
+    "train_segmentation",
+    "evaluate_segmentation",
+    "resolve_device",
+    "state_paths",
+    "PRECISIONS",
+]
+
+#: Arithmetic of the training forward/backward pass (``train_segmentation(precision=)``).
+PRECISIONS = ("fp32", "bf16")
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "segshield-train-state"
@@ -245,6 +254,8 @@ def train_segmentation(
     device: str | torch.device = "cpu",
     workers: int = 0,
     trained_on: str | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Train a segmentation model with Dice + CE, keeping the best checkpoint.
 
@@ -274,6 +285,13 @@ def train_segmentation(
         workers: data-loader worker processes, >= 0 (each uses one torch thread).
             Default 0.
         trained_on: description of the data stored in the checkpoint config.
+        precision: ``"fp32"`` (default) or ``"bf16"``: forward and backward under
+            bfloat16 autocast (weights, optimizer and loss stay float32). About 2x
+            faster on CPUs with AVX-512 BF16 and on recent GPUs; validation runs in
+            float32 either way, and the checkpoint is float32.
+        channels_last: train in the channels-last memory layout (default False);
+            often faster for convolutions on CPU and GPU. The returned model and the
+            checkpoint are back in the standard layout.
 
     Returns:
         ``{"best_epoch", "best_score", "best_scores", "epochs_run", "history",
@@ -302,6 +320,7 @@ def train_segmentation(
     check_number("weight_decay", weight_decay, low=0)
     check_number("seed", seed, integer=True)
     check_number("workers", workers, low=0, integer=True)
+    check_choice("precision", precision, PRECISIONS)
     if len(train_set) == 0:
         raise ValueError("train_set: expected at least one training item, got none")
     if len(val_set) == 0:
@@ -310,6 +329,8 @@ def train_segmentation(
     dev = resolve_device(device)
     augment = augment if augment is not None else Augment()
     model.to(dev)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(train_set)
     drop_last = n > batch_size
@@ -339,6 +360,8 @@ def train_segmentation(
         "epochs": epochs,
         "seed": seed,
         "augment": augment.settings,
+        "precision": precision,
+        "channels_last": channels_last,
     }
     t0 = time.perf_counter()
     for epoch in range(start_epoch, epochs + 1):
@@ -354,7 +377,9 @@ def train_segmentation(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, lr)
             images, masks = augment(images.to(dev), masks.to(dev), g)
-            loss = dice_ce_loss(model(images), masks)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(images.contiguous(memory_format=layout))
+            loss = dice_ce_loss(logits.float(), masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -405,6 +430,7 @@ def train_segmentation(
                 "settings": settings,
             },
         )
+    model.to(memory_format=torch.contiguous_format)
     return {
         "best_epoch": best_epoch,
         "best_score": best_score,
