@@ -97,20 +97,26 @@ def naive_fr(arr: np.ndarray, q: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.clip(out[:h, :w], 0, 255) / 255.0
 
 
-def timeit(fn, repeats: int, warmup: int = 3, sync=None) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
+def timeit(fns: dict, repeats: int, warmup: int = 3, sync=None) -> dict:
+    """Median wall time in milliseconds of each ``fns[name]()``.
+
+    The functions take turns (one call of each per round), so a slow spell of a shared
+    machine slows them all alike and the ratios between them stay fair.
+    """
     for _ in range(warmup):
-        fn()
+        for fn in fns.values():
+            fn()
     if sync:
         sync()
-    times = []
+    times: dict = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - t)
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -139,12 +145,19 @@ def main() -> None:
         arr = make_image(h, w)
         x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         with torch.no_grad():
-            t_fr = timeit(lambda: fr(x), args.repeats)  # noqa: B023
-            t_paper = timeit(lambda: fr_paper(x), args.repeats)  # noqa: B023
-        t_jpeg = timeit(lambda: jpeg_roundtrip(arr), args.repeats)  # noqa: B023
-        loops = max(2, args.repeats // 25)
-        t_ref = timeit(lambda: reference_style_fr(arr, q), loops, warmup=1)  # noqa: B023
-        t_loop = timeit(lambda: naive_fr(arr, q, d), loops, warmup=1)  # noqa: B023
+            fast = {
+                "fr": lambda: fr(x),  # noqa: B023
+                "paper": lambda: fr_paper(x),  # noqa: B023
+                "jpeg": lambda: jpeg_roundtrip(arr),  # noqa: B023
+            }
+            t = timeit(fast, args.repeats)
+        t_fr, t_paper, t_jpeg = t["fr"], t["paper"], t["jpeg"]
+        slow = {
+            "ref": lambda: reference_style_fr(arr, q),  # noqa: B023
+            "loop": lambda: naive_fr(arr, q, d),  # noqa: B023
+        }
+        t = timeit(slow, max(2, args.repeats // 25), warmup=1)
+        t_ref, t_loop = t["ref"], t["loop"]
         # sanity: both loops and paper-mode FR agree (apart from rounding ties)
         got = fr_paper(x)[0].permute(1, 2, 0).double().numpy()
         differ = max(
@@ -162,9 +175,12 @@ def main() -> None:
         arrs = [make_image(h, w, seed=i) for i in range(b)]
         xb = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            t_b = timeit(lambda: fr(xb), max(3, args.repeats // 10))  # noqa: B023
-        t_j = timeit(lambda: [jpeg_roundtrip(a) for a in arrs], max(3, args.repeats // 10))  # noqa: B023
-        print(f"| {b} x {w}x{h} RGB | {1e3 * b / t_b:.0f} | {1e3 * b / t_j:.0f} |")
+            both = {
+                "fr": lambda: fr(xb),  # noqa: B023
+                "jpeg": lambda: [jpeg_roundtrip(a) for a in arrs],  # noqa: B023
+            }
+            t = timeit(both, max(3, args.repeats // 10))
+        print(f"| {b} x {w}x{h} RGB | {1e3 * b / t['fr']:.0f} | {1e3 * b / t['jpeg']:.0f} |")
 
     if torch.cuda.is_available():
         dev = torch.device("cuda")
@@ -174,8 +190,9 @@ def main() -> None:
         for h, w, b in ((224, 224, 256), (768, 1024, 32)):
             xb = torch.rand(b, 3, h, w, device=dev)
             with torch.no_grad():
-                t32 = timeit(lambda: fr(xb), 20, sync=torch.cuda.synchronize)  # noqa: B023
-                t64 = timeit(lambda: fr_paper(xb), 20, sync=torch.cuda.synchronize)  # noqa: B023
+                both = {"fp32": lambda: fr(xb), "fp64": lambda: fr_paper(xb)}  # noqa: B023
+                t = timeit(both, 20, sync=torch.cuda.synchronize)
+                t32, t64 = t["fp32"], t["fp64"]
             print(f"| {b} x {w}x{h} | {1e3 * b / t32:.0f} | {1e3 * b / t64:.0f} |")
     else:
         print("\nCUDA: not available on this machine.")
