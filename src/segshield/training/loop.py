@@ -286,9 +286,10 @@ def train_segmentation(
             Default 0.
         trained_on: description of the data stored in the checkpoint config.
         precision: ``"fp32"`` (default) or ``"bf16"``: forward and backward under
-            bfloat16 autocast (weights, optimizer and loss stay float32). About 2x
-            faster on CPUs with AVX-512 BF16 and on recent GPUs; validation runs in
-            float32 either way, and the checkpoint is float32.
+            bfloat16 autocast (weights, optimizer and loss stay float32); a U-Net
+            step ran 1.45x faster on a CPU with AVX-512 BF16 (1.8x with
+            ``channels_last``). Validation runs in float32 either way, and the
+            checkpoint is float32.
         channels_last: train in the channels-last memory layout (default False);
             often faster for convolutions on CPU and GPU. The returned model and the
             checkpoint are back in the standard layout.
