@@ -26,8 +26,6 @@ __all__ = ["add_parser", "validate", "run", "parse_size"]
 
 log = logging.getLogger(__name__)
 
-PHANTOM_KINDS = ("phantom-derm", "phantom-fundus")
-
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"128"`` -> ``(128, 128)``; ``"192x256"`` -> ``(192, 256)`` (height x width).
@@ -107,8 +105,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
-        help="fp32 (default) or bf16: bfloat16 autocast for the training passes, about 2x "
-        "faster on CPUs with AVX-512 BF16 and on recent GPUs (checkpoint stays float32)",
+        help="fp32 (default) or bf16: bfloat16 autocast for the training passes, faster on "
+        "CPUs with AVX-512 BF16 and on recent GPUs (checkpoint stays float32)",
     )
     p.add_argument(
         "--channels-last",
@@ -135,7 +133,7 @@ def validate(args: argparse.Namespace) -> None:
     from segshield._checks import check_choice
     from segshield.data import parse_spec
 
-    kind, path = parse_spec(args.data)
+    _, path = parse_spec(args.data)
     if path is not None and not path.exists():
         raise FileNotFoundError(f"--data: folder {path} does not exist")
     args.size_hw = parse_size(args.size)
@@ -183,7 +181,7 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--val-split: expected a fraction in (0, 1), got {args.val_split}")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers: expected an integer >= 0, got {args.workers}")
-    if args.n is not None and args.n < (2 if kind in PHANTOM_KINDS else 1):
+    if args.n is not None and args.n < (2 if path is None else 1):  # phantoms have no path
         raise ValueError(f"--n: expected at least 2 phantoms or 1 real item, got {args.n}")
     if args.resume is not None:
         from segshield.training import state_paths

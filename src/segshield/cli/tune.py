@@ -126,8 +126,10 @@ def check_common_args(args: argparse.Namespace) -> None:
     if args.limit is not None:
         check_number("--limit", args.limit, low=2, integer=True)
     if args.n is not None:
+        from segshield.data import parse_spec
+
         check_number("--n", args.n, low=2, integer=True)
-        if not args.data.strip().startswith("phantom-"):
+        if parse_spec(args.data)[1] is not None:  # a folder: real data, not generated
             raise ValueError("--n: only for phantom data; use --limit to read fewer real images")
     if args.size is not None:
         check_number("--size", args.size, low=8, high=8192, integer=True)

@@ -260,7 +260,8 @@ class _Evaluator:
                 value = {
                     "benign_loss": _mean(loss),
                     "recovered_dice": _mean(rec[i]),
-                    "benign_per_image": [None if v != v else v for v in loss.tolist()],
+                    # JSON has no NaN: samples without a score are stored as null
+                    "benign_per_image": [None if math.isnan(v) else v for v in loss.tolist()],
                 }
                 self.cache.put("static", c.key(), value)
                 self.seen[c.key()] = {"candidate": c, **value}
