@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,23 +222,27 @@ def _write_table(out: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_bytes(out / "stats.json", json.dumps(clean, indent=1).encode())
 
 
-def _attack_batch(
-    args,
-    attack,
-    victim,
-    model,
-    defense,
-    ds,
-    group,
-    partner,
-    names,
-    tkind,
-    tparams,
-    k,
-    img_dir,
-    dtype,
-    device,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of one ``segshield attack`` run shares."""
+
+    args: argparse.Namespace
+    attack: Any
+    victim: Any  # the model the attack sees (Defended for --adaptive)
+    model: Any
+    defense: Any
+    ds: Any
+    partner: list[int] | None  # other-gt: whose mask each item gets as its target
+    names: list[str]
+    tkind: str
+    tparams: dict[str, Any]
+    k: int
+    img_dir: Path
+    dtype: Any
+    device: Any
+
+
+def _attack_batch(job: _Job, group) -> list[dict[str, Any]]:
     """Attack one stackable group of items; returns their stats rows."""
     import torch
 
@@ -247,30 +252,32 @@ def _attack_batch(
     from segshield.utils.imageio import from_tensor, write_png
 
     batch = [i for i, _ in group]
-    x = torch.stack([it["image"] for _, it in group]).to(device)
-    y = torch.stack([it["mask"] for _, it in group]).to(device)
-    if args.bits == 16 and x.shape[1] != 1:
+    x = torch.stack([it["image"] for _, it in group]).to(job.device)
+    y = torch.stack([it["mask"] for _, it in group]).to(job.device)
+    if job.args.bits == 16 and x.shape[1] != 1:
         raise ValueError("--bits 16 needs single-channel images (Pillow has no 16-bit RGB PNG)")
     sources: list[str | None] = [None] * len(batch)
-    if tkind == UNTARGETED:
+    if job.tkind == UNTARGETED:
         t = None
-    elif partner is not None:
-        t = torch.stack([_resize_mask(ds[partner[i]]["mask"], x.shape[-2:]) for i in batch])
-        t = t.to(device)
-        sources = [names[partner[i]] for i in batch]
+    elif job.partner is not None:
+        t = torch.stack([_resize_mask(job.ds[job.partner[i]]["mask"], x.shape[-2:]) for i in batch])
+        t = t.to(job.device)
+        sources = [job.names[job.partner[i]] for i in batch]
     else:
-        t = make_targets(tkind, y, seed=args.seed, **tparams)
-    res = attack(victim, x, y, t)
+        t = make_targets(job.tkind, y, seed=job.args.seed, **job.tparams)
+    res = job.attack(job.victim, x, y, t)
     with torch.no_grad():
-        clean_pred = predict(model(x))
-        dpred = predict(model(defense(res.adversarial))) if defense is not None else None
-    clean_iou = target_iou(clean_pred, y, k).cpu()
-    d_gt = target_iou(dpred, y, k).cpu() if dpred is not None else None
-    d_tg = target_iou(dpred, t, k).cpu() if dpred is not None and t is not None else None
+        clean_pred = predict(job.model(x))
+        dpred = (
+            predict(job.model(job.defense(res.adversarial))) if job.defense is not None else None
+        )
+    clean_iou = target_iou(clean_pred, y, job.k).cpu()
+    d_gt = target_iou(dpred, y, job.k).cpu() if dpred is not None else None
+    d_tg = target_iou(dpred, t, job.k).cpu() if dpred is not None and t is not None else None
     rows = []
     for j, i in enumerate(batch):
-        name = names[i]
-        write_png(img_dir / f"{name}.png", from_tensor(res.adversarial[j], dtype=dtype))
+        name = job.names[i]
+        write_png(job.img_dir / f"{name}.png", from_tensor(res.adversarial[j], dtype=job.dtype))
         row: dict[str, Any] = {"name": name, "target_source": sources[j]}
         row["clean_gt_iou"] = float(clean_iou[j])
         for key, val in res.stats.items():
@@ -340,6 +347,10 @@ def run(args: argparse.Namespace) -> int:
         log.error("skipped while indexing %s: %s", args.data, problem)
         failed.append(str(problem))
     names = ds.names
+    job = _Job(
+        args, attack, victim, model, defense, ds, partner, names, tkind, tparams, k, img_dir,
+        dtype, device,
+    )  # fmt: skip
     chunks = [indices[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
     for chunk in progress(chunks, desc="attack", unit="batch"):
         items = []
@@ -352,25 +363,7 @@ def run(args: argparse.Namespace) -> int:
         for group in _groups(items):
             batch = [i for i, _ in group]
             try:
-                rows.extend(
-                    _attack_batch(
-                        args,
-                        attack,
-                        victim,
-                        model,
-                        defense,
-                        ds,
-                        group,
-                        partner,
-                        names,
-                        tkind,
-                        tparams,
-                        k,
-                        img_dir,
-                        dtype,
-                        device,
-                    )
-                )
+                rows.extend(_attack_batch(job, group))
             except (ValueError, RuntimeError, OSError) as exc:
                 bad = ", ".join(names[i] for i in batch)
                 log.error("attack failed on %s: %s", bad, exc)
