@@ -123,6 +123,13 @@ def test_build_classifier_errors():
         Classifier(nn.Identity(), num_classes=2, in_channels=3)(torch.rand(1, 3, 4, 4))
 
 
+def test_classifier_config_marks_the_task_whatever_the_extra_config_says():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))
+    m = Classifier(net, num_classes=2, in_channels=3, config={"task": "segment", "seed": 4})
+    assert m.config["task"] == "classify" and m.config["seed"] == 4
+    assert m.config["class_names"] == ["class0", "class1"] and m.config["mean"] == [0.5] * 3
+
+
 def test_checkpoint_roundtrip(tmp_path):
     torch.manual_seed(0)
     m = build_classifier(

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segshield._checks import check_choice, check_images, check_number
-from segshield._version import __version__
-from segshield.models.base import _per_channel
+from segshield._checks import check_choice, check_number
+from segshield.models.base import NormalizedModel
 
 __all__ = [
     "Classifier",
@@ -105,7 +104,7 @@ def list_classifiers() -> list[str]:
     return list(CLASSIFIERS)
 
 
-class Classifier(nn.Module):
+class Classifier(NormalizedModel):
     """An image classifier with its normalisation and configuration.
 
     Args:
@@ -142,64 +141,26 @@ class Classifier(nn.Module):
         std: float | Sequence[float] = 0.5,
         config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
-        check_number("num_classes", num_classes, low=1, integer=True)
-        check_number("in_channels", in_channels, low=1, integer=True)
-        mean_t = _per_channel("mean", mean, int(in_channels))
-        std_t = _per_channel("std", std, int(in_channels))
-        if bool((std_t <= 0).any()):
-            raise ValueError(f"std: expected values > 0, got {std_t.tolist()}")
-        self.net = net
-        self.num_classes = int(num_classes)
-        self.in_channels = int(in_channels)
-        self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
-        cfg: dict[str, Any] = {
-            "architecture": "custom",
-            "arch_kwargs": {},
-            "class_names": [f"class{i}" for i in range(max(int(num_classes), 2))],
-            "input_size": None,
-            "trained_on": None,
-            "val_scores": {},
-            "seed": None,
-        }
-        cfg.update(config or {})
-        cfg.update(
-            {
-                "task": TASK,
-                "num_classes": int(num_classes),
-                "in_channels": int(in_channels),
-                "mean": mean_t.tolist(),
-                "std": std_t.tolist(),
-                "segshield_version": __version__,
-            }
+        super().__init__(
+            net,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            mean=mean,
+            std=std,
+            config=config,
+            class_names=[f"class{i}" for i in range(max(int(num_classes), 2))],
+            fixed={"task": TASK},
         )
-        self.config = cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` for ``[0, 1]`` images ``(B, C, H, W)``."""
-        check_images(x)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images: expected {self.in_channels} channel(s), got {x.shape[1]} "
-                f"(shape {tuple(x.shape)}); convert the images (grey <-> RGB) to match"
-            )
-        z = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        out = self.net(z)
+        out = self.net(self.normalize(x))
         if out.ndim != 2 or out.shape[1] != self.num_classes:
             raise ValueError(
                 f"model output: expected logits (B, {self.num_classes}), got "
                 f"{tuple(out.shape)}; the network must end in a linear layer"
             )
         return out
-
-    def extra_repr(self) -> str:
-        return (
-            f"architecture={self.config.get('architecture')!r}, "
-            f"num_classes={self.num_classes}, in_channels={self.in_channels}"
-        )
 
 
 def build_classifier(

@@ -17,7 +17,7 @@ from torch import nn
 from segshield._checks import check_images, check_logits, check_number
 from segshield._version import __version__
 
-__all__ = ["SegmentationModel", "pad_to_multiple", "default_class_names"]
+__all__ = ["NormalizedModel", "SegmentationModel", "pad_to_multiple", "default_class_names"]
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -49,7 +49,104 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
     return F.pad(x, (0, pw, 0, ph), mode="replicate"), h, w
 
 
-class SegmentationModel(nn.Module):
+class NormalizedModel(nn.Module):
+    """What every segshield model shares: the network, ``(x - mean) / std`` and a config.
+
+    :class:`SegmentationModel` and :class:`segshield.classification.Classifier` build on
+    it; it checks the settings, holds the per-channel statistics as buffers and fills in
+    the checkpoint configuration.
+
+    Args:
+        net: the network, on normalised images.
+        num_classes: K of the logits, >= 1 (1 = sigmoid binary, >= 2 = softmax).
+        in_channels: C of the input images, >= 1.
+        mean: per-channel mean (a scalar or one value per channel). Default 0.5.
+        std: per-channel std, > 0. Default 0.5.
+        config: extra configuration kept with the checkpoint; ``num_classes``,
+            ``in_channels``, ``mean``, ``std`` and the segshield version are filled in.
+        class_names: the default ``class_names`` entry of the config.
+        fixed: entries that ``config`` cannot override (e.g. ``{"task": "classify"}``).
+
+    Raises:
+        TypeError: ``net`` is not an ``nn.Module`` or a setting has the wrong type.
+        ValueError: a setting is out of range or ``mean``/``std`` length is not 1 or C.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        num_classes: int,
+        in_channels: int,
+        mean: float | Sequence[float],
+        std: float | Sequence[float],
+        config: dict[str, Any] | None,
+        class_names: list[str],
+        fixed: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(
+                f"net: expected a torch.nn.Module, got {type(net).__name__}; "
+                "load TorchScript or ONNX segmentation models with segshield.models.wrap"
+            )
+        check_number("num_classes", num_classes, low=1, integer=True)
+        check_number("in_channels", in_channels, low=1, integer=True)
+        mean_t = _per_channel("mean", mean, int(in_channels))
+        std_t = _per_channel("std", std, int(in_channels))
+        if bool((std_t <= 0).any()):
+            raise ValueError(f"std: expected values > 0, got {std_t.tolist()}")
+        self.net = net
+        self.num_classes = int(num_classes)
+        self.in_channels = int(in_channels)
+        self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
+        cfg: dict[str, Any] = {
+            "architecture": "custom",
+            "arch_kwargs": {},
+            "class_names": class_names,
+            "input_size": None,
+            "trained_on": None,
+            "val_scores": {},
+            "seed": None,
+        }
+        cfg.update(config or {})
+        cfg.update(fixed or {})
+        cfg.update(
+            {
+                "num_classes": int(num_classes),
+                "in_channels": int(in_channels),
+                "mean": mean_t.tolist(),
+                "std": std_t.tolist(),
+                "segshield_version": __version__,
+            }
+        )
+        self.config = cfg
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` with the model's per-channel statistics.
+
+        Raises:
+            TypeError, ValueError: ``x`` is not a ``(B, C, H, W)`` float batch, or C is
+                not the model's channel count.
+        """
+        check_images(x)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"images: expected {self.in_channels} channel(s), got {x.shape[1]} "
+                f"(shape {tuple(x.shape)}); convert the images (grey <-> RGB) to match "
+                "the model"
+            )
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"architecture={self.config.get('architecture')!r}, num_classes={self.num_classes}, "
+            f"in_channels={self.in_channels}"
+        )
+
+
+class SegmentationModel(NormalizedModel):
     """A segmentation network with its normalisation, stride padding and config.
 
     Args:
@@ -95,60 +192,21 @@ class SegmentationModel(nn.Module):
         config: dict[str, Any] | None = None,
         supports_gradients: bool = True,
     ) -> None:
-        super().__init__()
-        if not isinstance(net, nn.Module):
-            raise TypeError(
-                f"net: expected a torch.nn.Module, got {type(net).__name__}; "
-                "use segshield.models.wrap for TorchScript or ONNX files"
-            )
-        check_number("num_classes", num_classes, low=1, integer=True)
-        check_number("in_channels", in_channels, low=1, integer=True)
+        super().__init__(
+            net,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            mean=mean,
+            std=std,
+            config=config,
+            class_names=default_class_names(int(num_classes)),
+        )
         check_number("stride", stride, low=1, integer=True)
-        mean_t = _per_channel("mean", mean, in_channels)
-        std_t = _per_channel("std", std, in_channels)
-        if bool((std_t <= 0).any()):
-            raise ValueError(f"std: expected values > 0, got {std_t.tolist()}")
-        self.net = net
-        self.num_classes = int(num_classes)
-        self.in_channels = int(in_channels)
         self.stride = int(stride)
         self.supports_gradients = bool(supports_gradients)
-        self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
-        cfg: dict[str, Any] = {
-            "architecture": "custom",
-            "arch_kwargs": {},
-            "class_names": default_class_names(int(num_classes)),
-            "input_size": None,
-            "trained_on": None,
-            "val_scores": {},
-            "seed": None,
-        }
-        cfg.update(config or {})
-        cfg.update(
-            {
-                "num_classes": int(num_classes),
-                "in_channels": int(in_channels),
-                "mean": mean_t.tolist(),
-                "std": std_t.tolist(),
-                "segshield_version": __version__,
-            }
-        )
-        self.config = cfg
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``(x - mean) / std`` with the model's per-channel statistics."""
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` for ``[0, 1]`` images ``(B, C, H, W)``."""
-        check_images(x)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images: expected {self.in_channels} channel(s), got {x.shape[1]} "
-                f"(shape {tuple(x.shape)}); convert the images (grey <-> RGB) to match "
-                "the model"
-            )
         z, h, w = pad_to_multiple(self.normalize(x), self.stride)
         out = check_logits(self.net(z), "model output")
         if out.shape[1] != self.num_classes:
@@ -165,10 +223,7 @@ class SegmentationModel(nn.Module):
         return out[..., :h, :w]
 
     def extra_repr(self) -> str:
-        return (
-            f"architecture={self.config.get('architecture')!r}, num_classes={self.num_classes}, "
-            f"in_channels={self.in_channels}, stride={self.stride}"
-        )
+        return f"{super().extra_repr()}, stride={self.stride}"
 
 
 def _per_channel(name: str, value: float | Sequence[float], channels: int) -> torch.Tensor:
