@@ -36,18 +36,35 @@ def test_tune_writes_contract_json_plot_and_cache_and_resumes(checkpoint, tmp_pa
     assert data["seed"] == 0 and data["config"]["data"] == "phantom-derm"
     assert code == (0 if data["feasible"] else 1)
     fr = FrequencyRefinement.from_file(out)
-    assert fr.table.shape == (8, 8)
+    scales = data["layout"]["channel_scales"]
+    assert fr.table.shape == ((3, 8, 8) if scales else (8, 8))
+    for c, s in enumerate(scales):  # each channel's table is the first one times s / s0
+        assert torch.allclose(
+            fr.table[c] / fr.table[0], torch.full((8, 8), s / scales[0], dtype=torch.float64)
+        )
     assert Image.open(tmp_path / "table.pareto.png").format == "PNG"
     assert (tmp_path / "table.pareto.svg").read_text().startswith("<svg")
     lines = (tmp_path / "table.cache.jsonl").read_text().splitlines()
     assert len(lines) == 1 + data["evaluations"]["new"]
     assert (tmp_path / "table.cache.val-adv.safetensors").is_file()
     assert (tmp_path / "table.cache.heldout-adv.safetensors").is_file()
-    assert "tuned" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "tuned" in printed and "tuned - paper, per image" in printed
     main([*argv, "--resume"])
     again = json.loads(out.read_text())
     assert again["evaluations"] == {"new": 0, "cached": data["evaluations"]["new"]}
     assert again["table"] == data["table"]
+
+
+def test_tune_channel_scales_one_keeps_a_shared_table(checkpoint, tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "6", "--jpeg", ""]
+    main([*argv, "--channel-scales", "1", "-o", str(out)])
+    data = json.loads(out.read_text())
+    assert data["config"]["space"]["channel_scales"] == [1.0]
+    layouts = [data["layout"]] + [p["layout"] for p in data["pareto"] if p["kind"] == "front"]
+    assert all(lay["channel_scales"] == [] for lay in layouts)
+    assert FrequencyRefinement.from_file(out).table.shape == (8, 8)
 
 
 def test_tune_divides_one_split_into_disjoint_halves(checkpoint, tmp_path):
@@ -98,6 +115,9 @@ def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
         (["--jpeg", "0"], "--jpeg"),
         (["--attack", "nope"], "unknown name"),
         (["--limit", "1"], "--limit"),
+        (["--channel-scales", "1,x"], "--channel-scales: expected comma-separated numbers"),
+        (["--channel-scales", "0,1"], "--channel-scales"),
+        (["--channel-scales", ""], "--channel-scales: expected at least one factor"),
     ],
 )
 def test_tune_validate_rejects_bad_arguments(checkpoint, tmp_path, capsys, extra, message):

@@ -6,6 +6,7 @@ import io
 import json
 import random
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -122,6 +123,118 @@ def test_neighbours_change_exactly_one_coordinate():
         a, b = vars(n), vars(PAPER_CANDIDATE)
         changed = {k for k in a if a[k] != b[k]}
         assert changed in ({"pd"}, {"ac"}, {"gd"}, {"pd_size", "ac_size"}, {"ac_size"}, {"pd_size"})
+
+
+def test_candidate_channel_scales_give_one_table_per_channel():
+    c = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1, 4, 2.5))
+    t = c.table()
+    want = band_table("square", 2, 4, 30, 5, 60)
+    assert t.shape == (3, 8, 8)
+    for k, s in enumerate((1.0, 4.0, 2.5)):
+        assert torch.equal(t[k], want * s)
+    # All-ones scales are the shared table, with the shared table's key.
+    ones = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 1.0, 1.0))
+    assert ones == PAPER_CANDIDATE and ones.key() == PAPER_CANDIDATE.key()
+    assert "channel_scales" not in json.loads(PAPER_CANDIDATE.key())
+    assert json.loads(c.key())["channel_scales"] == [1.0, 4.0, 2.5]
+    with pytest.raises(ValueError, match="channel_scales"):
+        search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 0.0))
+    with pytest.raises(ValueError, match="one scale per image channel \\(1\\)"):
+        search_mod._stack_tables([c], 1)
+    stacked = search_mod._stack_tables([PAPER_CANDIDATE, c], 3)
+    assert stacked.shape == (2, 3, 8, 8) and torch.equal(stacked[0, 2], want)
+
+
+def test_scale_choices_keep_one_channel_at_the_smallest_factor():
+    space = SearchSpace(channel_scales=(1.0, 2.0, 4.0, 8.0))
+    choices = space.scale_choices(3)
+    assert choices[0] == () and len(choices) == 4**3 - 3**3  # min == 1, (1,1,1) as ()
+    assert all(min(s) == 1.0 for s in choices[1:]) and len(set(choices)) == len(choices)
+    assert space.scale_choices(1) == [()]
+    assert SearchSpace(channel_scales=(1.0,)).scale_choices(3) == [()]
+    assert len(space.all_candidates(3)) == len(space.shared_candidates()) * len(choices)
+
+
+def test_neighbours_move_one_channel_scale_to_any_other_factor():
+    space = SearchSpace(channel_scales=(1.0, 2.0, 4.0))
+    start = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (2.0, 1.0, 4.0))
+    moved = [n.channel_scales for n in space.neighbours(start, 3)]
+    moved = [m for m in moved if m != (2.0, 1.0, 4.0)]
+    want = [(1.0, 1.0, 4.0), (4.0, 1.0, 4.0), (2.0, 2.0, 4.0), (2.0, 4.0, 4.0)]
+    want += [(2.0, 1.0, 1.0), (2.0, 1.0, 2.0)]
+    assert sorted(moved) == sorted(want)
+    # From a shared table any one channel can take another factor; grey images cannot.
+    up = {n.channel_scales for n in space.neighbours(PAPER_CANDIDATE, 3)} - {()}
+    assert up == {(2.0, 1.0, 1.0), (1.0, 2.0, 1.0), (1.0, 1.0, 2.0)} | {
+        (4.0, 1.0, 1.0),
+        (1.0, 4.0, 1.0),
+        (1.0, 1.0, 4.0),
+    }
+    assert all(not n.channel_scales for n in space.neighbours(PAPER_CANDIDATE, 1))
+
+
+class ChannelModel(torch.nn.Module):
+    """logit = 20 (x0 - 0.5) + 100 (x1 + x2): channel 0 holds the lesion, 1 and 2 are 0."""
+
+    def forward(self, x):
+        return 20.0 * (x[:, :1] - 0.5) + 100.0 * (x[:, 1:2] + x[:, 2:3])
+
+
+def _colour_split(n, seed):
+    x, m, _ = _split(n, seed)
+    zero = torch.zeros_like(x)
+    # The attack adds 0.05 (12.75 grey levels) to the two unused channels, 0 when clean.
+    return torch.cat([x, zero, zero], 1), m, torch.cat([x, zero + 0.05, zero + 0.05], 1)
+
+
+def test_per_channel_scales_recover_what_a_shared_table_cannot():
+    """Known answer: quantising the unused channels 8x harder wipes the attack out.
+
+    Channels 1 and 2 are 0 on clean images, so any table keeps them exactly. The attack's
+    DC coefficient there is 8 x 12.75 = 102: the paper's PD step 30 keeps 90 (block means
+    of 0.044, enough to flip the background), 8x the steps (240) rounds it to 0.
+    """
+    vx, vm, va = _colour_split(6, 0)
+    hx, hm, ha = _colour_split(6, 1)
+    kw = dict(
+        val_images=vx,
+        val_masks=vm,
+        val_adversarial=va,
+        heldout_images=hx,
+        heldout_masks=hm,
+        heldout_adversarial=ha,
+        budget=40,
+        jpeg_qualities=(),
+        max_benign_loss="paper",
+        seed=0,
+    )
+    space = SearchSpace(
+        square_sizes=((2, 4),),
+        zigzag_sizes=((3, 10),),
+        pd_steps=(30.0,),
+        ac_steps=(5.0,),
+        gd_steps=(60.0,),
+        channel_scales=(1.0, 8.0),
+    )
+    model = ChannelModel()
+    res = tune_table(model, space=space, **kw)
+    s = res.candidate.channel_scales
+    assert res.feasible and s[1] == 8.0 and s[2] == 8.0
+    assert res.table.shape == (3, 8, 8)
+    fr = FrequencyRefinement.from_table(res.table.double())
+    paper = FrequencyRefinement.from_table(PAPER_CANDIDATE.table().double())
+    assert torch.equal(fr(ha), fr(hx))  # the attack is wiped out entirely
+    defended = float(_dice(model, fr(hx), hm).mean())
+    assert res.heldout["tuned"]["recovered_dice"] == pytest.approx(defended)
+    assert float(_dice(model, paper(ha), hm).mean()) < defended - 0.2  # the paper's table
+    assert res.heldout["tuned"]["benign_loss"] <= res.heldout["paper"]["benign_loss"] + 1e-12
+    html = tuning_html(res.to_dict())  # one 8x8 grid per channel, and the paired gap
+    assert html.count("<caption>channel") == 3 and "<td>240</td>" in html
+    gain = res.heldout_difference["recovered_dice"]["mean"]
+    assert gain > 0.2 and f"recovered Dice {gain:+.4f}" in html
+    # One shared table for all channels cannot do it at the paper's benign loss here.
+    shared = tune_table(model, space=replace(space, channel_scales=(1.0,)), **kw)
+    assert shared.candidate == PAPER_CANDIDATE
 
 
 # -- search -------------------------------------------------------------------------------
@@ -283,6 +396,15 @@ def test_search_writes_the_contract_json_loadable_by_frequency_refinement(tmp_pa
         float(_dice(model, fr(ha), hm).mean())
     )
     assert "<svg" in tuning_html(data)
+    # The paired held-out difference, tuned minus paper, recomputed per image here.
+    paper = FrequencyRefinement.from_table(PAPER_CANDIDATE.table().double())
+    benign = _dice(model, paper(hx), hm) - _dice(model, fr(hx), hm)
+    rec = _dice(model, fr(ha), hm) - _dice(model, paper(ha), hm)
+    for name, d in (("benign_loss", benign), ("recovered_dice", rec)):
+        got = data["heldout_difference"][name]
+        assert got["n"] == 6
+        assert got["mean"] == pytest.approx(float(d.mean()), abs=1e-12)
+        assert got["se"] == pytest.approx(float(d.std(unbiased=True)) / 6**0.5, abs=1e-12)
 
 
 def test_search_input_errors():

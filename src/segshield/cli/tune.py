@@ -1,16 +1,18 @@
 """``segshield tune``: tune the FR table to a data set and model (issue 6).
 
-Searches FR band layouts and steps on the validation split for the best recovered Dice
-under the attack with benign Dice loss <= ``--max-benign-loss`` (a number, or ``paper``
-for the paper table's own loss; the bound must hold with a margin of ``--benign-se``
-standard errors of the per-image losses), reports the tuned and
-the paper's table on the held-out split, and writes ``TABLE.json`` (loadable with
-``FrequencyRefinement.from_file``), ``TABLE.pareto.png``/``.svg``, the evaluation
-cache ``TABLE.cache.jsonl`` and the adversarial images ``TABLE.cache.*-adv.safetensors``
-(both reused with ``--resume``). When ``--heldout-split`` equals ``--val-split`` (e.g.
-ISIC 2017, which has no test split here), that split is divided into two disjoint
-seeded halves: validation and held-out. Exit 1 when no table met the
-bound on the validation split (the best one is still written, marked infeasible).
+Searches FR band layouts, steps and (colour images) per-channel factors of the table
+(``--channel-scales``) on the validation split for the best recovered Dice under the
+attack with benign Dice loss <= ``--max-benign-loss`` (a number, or ``paper`` for the
+paper table's own loss; the bound must hold with a margin of ``--benign-se`` standard
+errors of the per-image losses), reports the tuned and the paper's table on the held-out
+split with their paired per-image difference (mean and standard error), and writes
+``TABLE.json`` (loadable with ``FrequencyRefinement.from_file``),
+``TABLE.pareto.png``/``.svg``, the evaluation cache ``TABLE.cache.jsonl`` and the
+adversarial images ``TABLE.cache.*-adv.safetensors`` (both reused with ``--resume``).
+When ``--heldout-split`` equals ``--val-split`` (e.g. ISIC 2017, which has no test split
+here), that split is divided into two disjoint seeded halves: validation and held-out.
+Exit 1 when no table met the bound on the validation split (the best one is still
+written, marked infeasible).
 
 Example::
 
@@ -33,6 +35,7 @@ __all__ = [
     "load_inputs",
     "checkpoint_exists",
     "check_common_args",
+    "parse_floats",
     "parse_ints",
 ]
 
@@ -73,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--adaptive-top-k", type=int, default=3, help="tables re-scored (default 3)")
     p.add_argument("--budget", type=int, default=120, help="tables scored (default 120)")
+    p.add_argument(
+        "--channel-scales",
+        default="1,2,4,8",
+        help="colour images: factors tried for each channel's table (one table per channel); "
+        "'1' searches one shared table only (default 1,2,4,8)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--resume", action="store_true", help="reuse TABLE.cache.jsonl")
     p.add_argument("--limit", type=int, default=None, help="at most N images per split")
@@ -102,12 +111,25 @@ def parse_ints(name: str, text: str) -> list[int]:
     Raises:
         ValueError: an item is not an integer, naming the argument.
     """
+    return _parse_list(name, text, int, "integers")
+
+
+def parse_floats(name: str, text: str) -> list[float]:
+    """Comma-separated numbers, e.g. ``"1,2,4"`` (empty string: none).
+
+    Raises:
+        ValueError: an item is not a number, naming the argument.
+    """
+    return _parse_list(name, text, float, "numbers")
+
+
+def _parse_list(name: str, text: str, convert: Any, what: str) -> list[Any]:
     out = []
     for part in filter(None, (s.strip() for s in text.split(","))):
         try:
-            out.append(int(part))
+            out.append(convert(part))
         except ValueError:
-            raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from None
+            raise ValueError(f"{name}: expected comma-separated {what}, got {text!r}") from None
     return out
 
 
@@ -177,6 +199,11 @@ def validate(args: argparse.Namespace) -> None:
     check_number("--adaptive-top-k", args.adaptive_top_k, low=1, integer=True)
     for q in parse_ints("--jpeg", args.jpeg):
         check_number("--jpeg", q, low=1, high=100, integer=True)
+    scales = parse_floats("--channel-scales", args.channel_scales)
+    if not scales:
+        raise ValueError("--channel-scales: expected at least one factor, e.g. 1 or 1,2,4,8")
+    for v in scales:
+        check_number("--channel-scales", v, low=0, low_inclusive=False)
     out = Path(args.output)
     if out.suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
@@ -226,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the search and write the table, the plots and the cache."""
     import torch
 
-    from segshield.tuning import tune_table
+    from segshield.tuning import SearchSpace, tune_table
     from segshield.tuning.plots import pareto_png, pareto_svg
     from segshield.utils.imageio import atomic_write_bytes
     from segshield.utils.seed import seed_everything
@@ -273,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
         regions=regions,
         pad=args.pad,
         jpeg_qualities=parse_ints("--jpeg", args.jpeg),
+        space=SearchSpace(
+            channel_scales=tuple(parse_floats("--channel-scales", args.channel_scales))
+        ),
         batch_size=args.batch_size,
     )
     data = result.to_dict()
@@ -296,5 +326,11 @@ def run(args: argparse.Namespace) -> int:
             f"{name:6s} held-out benign loss {row['benign_loss']:+.4f}  "
             f"recovered Dice {row['recovered_dice']:.4f}"
         )
+    ben, rec = (result.heldout_difference[k] for k in ("benign_loss", "recovered_dice"))
+    print(
+        f"tuned - paper, per image (mean +- standard error, n={ben['n']}): benign loss "
+        f"{ben['mean']:+.4f} +- {ben['se']:.4f}, recovered Dice {rec['mean']:+.4f} +- "
+        f"{rec['se']:.4f}"
+    )
     print(f"wrote {out}")
     return 0 if result.feasible else 1

@@ -123,9 +123,24 @@ def tuning_html(result: Any) -> str:
         f"<td>{r['recovered_dice']:.4f}</td></tr>"
         for name, r in d["heldout"].items()
     )
-    table = "".join(
-        "<tr>" + "".join(f"<td>{float(v):g}</td>" for v in row) + "</tr>" for row in d["table"]
-    )
+    steps = np.asarray(d["table"], dtype=np.float64)
+    per_channel = steps.ndim == 3
+    grids = []
+    for c, grid in enumerate(steps if per_channel else steps[None]):
+        caption = f"<caption>channel {c}</caption>" if per_channel else ""
+        body = "".join(
+            "<tr>" + "".join(f"<td>{v:g}</td>" for v in row) + "</tr>" for row in grid.tolist()
+        )
+        grids.append(f"<table>{caption}{body}</table>")
+    diff = d.get("heldout_difference")
+    paired = ""
+    if diff:
+        ben, rec = diff["benign_loss"], diff["recovered_dice"]
+        paired = (
+            f"<p>Tuned minus paper table, per held-out image (n = {ben['n']}; mean &plusmn; "
+            f"standard error): benign Dice loss {ben['mean']:+.4f} &plusmn; {ben['se']:.4f}, "
+            f"recovered Dice {rec['mean']:+.4f} &plusmn; {rec['se']:.4f}.</p>"
+        )
     adaptive = d.get("config", {}).get("adaptive")
     note = (
         "tuned with the adaptive (BPDA) objective"
@@ -140,7 +155,8 @@ def tuning_html(result: Any) -> str:
             f"<p>Held-out split; {escape(note)}.</p>",
             "<table><tr><th>defence</th><th>benign Dice loss</th><th>recovered Dice</th></tr>"
             f"{rows}</table>",
-            f"<table>{table}</table>",
+            paired,
+            *grids,
             pareto_svg(d.get("pareto", []), "held-out: recovered Dice vs benign loss"),
             "</section>",
         ]

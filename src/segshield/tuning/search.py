@@ -1,8 +1,10 @@
 """Search the FR quantisation table for a data set and model (seeded, resumable, cheap).
 
 Liu et al. (MICCAI 2020) hand-picked three bands (PD, AC, GD) and their steps. This
-search tunes both the band layout (square bands ``max(u, v) < size`` as in the paper,
-or JPEG zig-zag bands) and the steps to maximise the recovered Dice under an attack,
+search tunes the band layout (square bands ``max(u, v) < size`` as in the paper, or JPEG
+zig-zag bands), the steps and, for colour images, a factor per channel (one table per
+channel, SPEC §2: a model may read lesion boundaries mostly from one channel, so the
+others can be quantised harder) to maximise the recovered Dice under an attack,
 subject to a benign Dice loss bound on a validation split, then reports the tuned and
 the paper's table on a held-out split.
 
@@ -26,7 +28,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,12 @@ def band_table(layout: str, pd_size: int, ac_size: int, pd: float, ac: float, gd
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the search space: a band layout and three steps."""
+    """One point of the search space: a band layout, three steps, per-channel scales.
+
+    ``channel_scales`` multiplies the whole table of channel ``c`` by ``channel_scales[c]``
+    (one table per channel, SPEC §2); empty (the default) means one table for every
+    channel. Scales that are all 1 are stored as empty, so equal tables have one key.
+    """
 
     layout: str
     pd_size: int
@@ -107,14 +114,53 @@ class Candidate:
     pd: float
     ac: float
     gd: float
+    channel_scales: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_scales", _canonical_scales(self.channel_scales))
 
     def key(self) -> str:
-        """Canonical string used as the cache key."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Canonical string used as the cache key (without ``channel_scales`` when empty)."""
+        d = asdict(self)
+        if not self.channel_scales:
+            del d["channel_scales"]  # keys of shared tables as before per-channel scales
+        return json.dumps(d, sort_keys=True)
 
     def table(self) -> torch.Tensor:
-        """The ``(8, 8)`` table, see :func:`band_table`."""
-        return band_table(self.layout, self.pd_size, self.ac_size, self.pd, self.ac, self.gd)
+        """The ``(8, 8)`` table (see :func:`band_table`), or ``(C, 8, 8)`` with scales."""
+        base = band_table(self.layout, self.pd_size, self.ac_size, self.pd, self.ac, self.gd)
+        if not self.channel_scales:
+            return base
+        return base * torch.tensor(self.channel_scales, dtype=base.dtype)[:, None, None]
+
+
+def _canonical_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """Scales as floats, ``()`` when every scale is 1 (one shared table).
+
+    Raises:
+        ValueError: a scale <= 0.
+    """
+    out = tuple(float(v) for v in scales)
+    for v in out:
+        check_number("channel_scales", v, low=0, low_inclusive=False)
+    return () if set(out) <= {1.0} else out
+
+
+def _stack_tables(cands: Sequence[Candidate], channels: int) -> torch.Tensor:
+    """``(V, C, 8, 8)`` tables of the candidates, shared tables repeated per channel.
+
+    Raises:
+        ValueError: a candidate's ``channel_scales`` do not match ``channels``.
+    """
+    out = []
+    for c in cands:
+        if c.channel_scales and len(c.channel_scales) != channels:
+            raise ValueError(
+                f"channel_scales: expected one scale per image channel ({channels}), got "
+                f"{len(c.channel_scales)} in {c.key()}"
+            )
+        out.append(c.table().expand(channels, 8, 8))
+    return torch.stack(out)
 
 
 #: The paper's table (PD 30, AC 5, GD 60 as in its demo script).
@@ -129,6 +175,11 @@ class SearchSpace:
         square_sizes: ``(pd_size, ac_size)`` pairs of the square layout.
         zigzag_sizes: ``(pd_size, ac_size)`` pairs of the zig-zag layout.
         pd_steps, ac_steps, gd_steps: steps of each band (0..255 scale).
+        channel_scales: factors of the per-channel tables of images with C >= 2
+            channels, each > 0: channel ``c``'s table is the band table times a factor
+            from this list. ``(1.0,)`` searches shared tables only. Grid points have at
+            least one channel at the smallest factor (the rest would repeat a coarser
+            shared table); coordinate descent may leave that rule.
     """
 
     square_sizes: tuple[tuple[int, int], ...] = tuple(
@@ -140,12 +191,13 @@ class SearchSpace:
     pd_steps: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 60.0)
     ac_steps: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
     gd_steps: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0)
+    channel_scales: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 
     def sizes(self, layout: str) -> tuple[tuple[int, int], ...]:
         return self.square_sizes if layout == "square" else self.zigzag_sizes
 
-    def all_candidates(self) -> list[Candidate]:
-        """Every grid point, in a fixed order."""
+    def shared_candidates(self) -> list[Candidate]:
+        """Every grid point with one table for all channels, in a fixed order."""
         out = []
         for layout in LAYOUTS:
             for (p, a), s1, s2, s3 in itertools.product(
@@ -154,8 +206,31 @@ class SearchSpace:
                 out.append(Candidate(layout, p, a, s1, s2, s3))
         return out
 
-    def neighbours(self, c: Candidate) -> list[Candidate]:
-        """Candidates one grid step away in one coordinate (sizes or one step)."""
+    def scale_choices(self, channels: int) -> list[tuple[float, ...]]:
+        """Per-channel scale tuples of the grid for ``channels`` channels (``()`` first).
+
+        Example:
+            >>> SearchSpace(channel_scales=(1.0, 2.0)).scale_choices(2)
+            [(), (1.0, 2.0), (2.0, 1.0)]
+        """
+        grid = sorted(set(self.channel_scales))
+        if channels < 2 or len(grid) < 2:
+            return [()]
+        combos = itertools.product(grid, repeat=channels)
+        return list(dict.fromkeys(_canonical_scales(s) for s in combos if min(s) == grid[0]))
+
+    def all_candidates(self, channels: int = 1) -> list[Candidate]:
+        """Every grid point for images of ``channels`` channels, in a fixed order."""
+        return [
+            replace(c, channel_scales=s)
+            for c in self.shared_candidates()
+            for s in self.scale_choices(channels)
+        ]
+
+    def neighbours(self, c: Candidate, channels: int = 1) -> list[Candidate]:
+        """Candidates one move away: the next band sizes, the next step of one band, or
+        any other factor for one channel (the effect of a channel's factor need not be
+        monotone, and there are few factors)."""
         out = []
         sizes = list(self.sizes(c.layout))
         if (c.pd_size, c.ac_size) in sizes:
@@ -163,15 +238,22 @@ class SearchSpace:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(sizes):
                     p, a = sizes[j]
-                    out.append(Candidate(c.layout, p, a, c.pd, c.ac, c.gd))
+                    out.append(replace(c, pd_size=p, ac_size=a))
         for name, grid in (("pd", self.pd_steps), ("ac", self.ac_steps), ("gd", self.gd_steps)):
-            value = getattr(c, name)
-            grid = sorted(set(grid) | {value})
-            i = grid.index(value)
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(grid):
-                    out.append(Candidate(**{**asdict(c), name: grid[j]}))
+            out += [replace(c, **{name: v}) for v in _adjacent(grid, getattr(c, name))]
+        if len(self.scale_choices(channels)) > 1:
+            scales = c.channel_scales or (1.0,) * channels
+            for k in range(channels):
+                for v in sorted(set(self.channel_scales) - {scales[k]}):
+                    out.append(replace(c, channel_scales=scales[:k] + (v,) + scales[k + 1 :]))
         return out
+
+
+def _adjacent(grid: Sequence[float], value: float) -> list[float]:
+    """The grid values just below and above ``value`` (which joins the grid)."""
+    values = sorted(set(grid) | {value})
+    i = values.index(value)
+    return [values[j] for j in (i - 1, i + 1) if 0 <= j < len(values)]
 
 
 @dataclass
@@ -179,12 +261,16 @@ class TuneResult:
     """Outcome of :func:`tune_table`.
 
     Attributes:
-        table: ``(8, 8)`` tuned table.
+        table: tuned table, ``(8, 8)``, or ``(C, 8, 8)`` with per-channel scales.
         candidate: its band layout and steps.
         feasible: whether it meets the benign-loss bound on the validation split.
         validation: rows ``paper`` and ``tuned`` on the validation split.
         heldout: rows ``identity``, ``paper``, ``tuned``, ``jpeg:q=..`` (held-out split),
             each with ``benign_loss``, ``recovered_dice``, ``clean_dice``.
+        heldout_difference: tuned minus paper on the held-out split, per image, for
+            ``benign_loss`` and ``recovered_dice``: ``mean``, standard error ``se`` and
+            ``n`` images. A gap within about two standard errors is not told apart from
+            noise.
         pareto: held-out rows of the validation Pareto front plus the named rows,
             with ``label`` and ``on_front``.
         evaluations: validation evaluations (candidate, benign loss, recovery).
@@ -197,6 +283,7 @@ class TuneResult:
     feasible: bool
     validation: dict[str, dict[str, float]]
     heldout: dict[str, dict[str, float]]
+    heldout_difference: dict[str, dict[str, float]]
     pareto: list[dict[str, Any]]
     evaluations: list[dict[str, Any]]
     n_evaluated: int
@@ -218,6 +305,7 @@ class TuneResult:
             "config": self.config,
             "validation": self.validation,
             "heldout": self.heldout,
+            "heldout_difference": self.heldout_difference,
             "pareto": self.pareto,
             "evaluations": {"new": self.n_evaluated, "cached": self.n_cached},
         }
@@ -251,7 +339,7 @@ class _Evaluator:
                 self.n_cached += 1
                 self.seen[c.key()] = {"candidate": c, **hit}
         if todo:
-            tables = torch.stack([c.table() for c in todo])
+            tables = _stack_tables(todo, self.images.shape[1])
             kw = {"pad": self.pad, "batch_size": self.batch_size}
             benign = tables_dice(self.model, self.images, self.masks, tables, self.regions, **kw)
             rec = tables_dice(self.model, self.adv, self.masks, tables, self.regions, **kw)
@@ -280,21 +368,40 @@ def _per_image(row: dict[str, Any]) -> torch.Tensor:
     )
 
 
-def _upper_bound(losses: torch.Tensor, n_se: float) -> float:
-    """Mean of the per-image values plus ``n_se`` standard errors of that mean.
+def _mean_se(values: torch.Tensor) -> tuple[float, float, int]:
+    """Mean, standard error of the mean, and count of the non-NaN values.
 
     NaN entries (samples without a score, SPEC §5) are left out; with fewer than two
-    values the standard error is taken as 0.
+    values the standard error is 0 (and the mean of no values is 0).
+
+    Example:
+        >>> m, se, n = _mean_se(torch.tensor([0.0, 0.02, float("nan"), 0.04]))
+        >>> round(m, 4), round(se, 4), n
+        (0.02, 0.0115, 3)
+    """
+    v = values[~torch.isnan(values)]
+    n = int(v.numel())
+    if n == 0:
+        return 0.0, 0.0, 0
+    se = float(v.std() / math.sqrt(n)) if n > 1 else 0.0
+    return float(v.mean()), se, n
+
+
+def _upper_bound(losses: torch.Tensor, n_se: float) -> float:
+    """Mean of the per-image values plus ``n_se`` standard errors of that mean (NaN left out).
 
     Example:
         >>> round(_upper_bound(torch.tensor([0.0, 0.02, float("nan"), 0.04]), 1.0), 4)
         0.0315
     """
-    v = losses[~torch.isnan(losses)]
-    if v.numel() == 0:
-        return 0.0
-    se = float(v.std() / math.sqrt(v.numel())) if v.numel() > 1 else 0.0
-    return float(v.mean()) + n_se * se
+    mean, se, _ = _mean_se(losses)
+    return mean + n_se * se
+
+
+def _paired_difference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Per-image ``a - b``: its mean, standard error and count (images scored by both)."""
+    mean, se, n = _mean_se(a - b)
+    return {"mean": mean, "se": se, "n": n}
 
 
 def _defense_from_table(table: torch.Tensor, pad: str):
@@ -428,6 +535,14 @@ def tune_table(
     for q in jpeg_qualities:
         check_number("jpeg_qualities", q, low=1, high=100, integer=True)
     space = SearchSpace() if space is None else space
+    for v in space.channel_scales:
+        check_number("space.channel_scales", v, low=0, low_inclusive=False)
+    channels = int(val_images.shape[1])
+    if heldout_images.shape[1] != channels:
+        raise ValueError(
+            f"heldout_images: expected {channels} channels like val_images, got "
+            f"{heldout_images.shape[1]}; both splits must come from the same kind of image"
+        )
     budget, seed = int(budget), int(seed)
 
     model.eval()
@@ -483,9 +598,11 @@ def tune_table(
 
     # 1. Seeded coarse sample of the grid, always with the paper's table.
     rng = random.Random(seed)
-    grid = [c for c in space.all_candidates() if c != PAPER_CANDIDATE]
-    coarse = [PAPER_CANDIDATE] + rng.sample(grid, min(len(grid), max(0, budget // 2 - 1)))
-    coarse = coarse[:budget]
+    shared = [c for c in space.shared_candidates() if c != PAPER_CANDIDATE]
+    scales = space.scale_choices(channels)
+    drawn = rng.sample(shared, min(len(shared), max(0, budget // 2 - 1)))
+    coarse = [PAPER_CANDIDATE] + [replace(c, channel_scales=rng.choice(scales)) for c in drawn]
+    coarse = list(dict.fromkeys(coarse))[:budget]
     ev.evaluate(coarse)
     paired = max_benign_loss == "paper"
     paper_losses = _per_image(ev.seen[PAPER_CANDIDATE.key()])
@@ -511,7 +628,7 @@ def tune_table(
     # 2. Coordinate descent from the best candidate until no neighbour improves.
     best = min(ev.seen.values(), key=lambda r: _rank_key(r, feasible_row))
     while len(ev.seen) < budget:
-        fresh = [n for n in space.neighbours(best["candidate"]) if n.key() not in ev.seen]
+        fresh = [n for n in space.neighbours(best["candidate"], channels) if n.key() not in ev.seen]
         fresh = fresh[: budget - len(ev.seen)]
         if not fresh:
             break
@@ -570,7 +687,7 @@ def tune_table(
         clean_h = variant_dice(model, heldout_images, heldout_masks, regions, batch_size)[0]
         named: dict[str, Candidate] = {"paper": PAPER_CANDIDATE, "tuned": tuned}
         cands = list(dict.fromkeys([PAPER_CANDIDATE, tuned, *front]))
-        tables = torch.stack([c.table() for c in cands])
+        tables = _stack_tables(cands, channels)
         kw = {"pad": pad, "batch_size": batch_size}
         ben = tables_dice(model, heldout_images, heldout_masks, tables, regions, **kw)
         rec = tables_dice(model, heldout_adversarial, heldout_masks, tables, regions, **kw)
@@ -582,6 +699,12 @@ def tune_table(
             "clean_dice": _mean(clean_h),
         }
         for i, c in enumerate(cands)
+    }
+    # Per-image paired differences, tuned minus paper: is the gap larger than its noise?
+    i_paper, i_tuned = cands.index(PAPER_CANDIDATE), cands.index(tuned)
+    difference = {
+        "benign_loss": _paired_difference(ben[i_paper], ben[i_tuned]),
+        "recovered_dice": _paired_difference(rec[i_tuned], rec[i_paper]),
     }
     heldout: dict[str, dict[str, Any]] = {
         "identity": {
@@ -641,6 +764,7 @@ def tune_table(
         feasible=feasible,
         validation=validation,
         heldout=heldout,
+        heldout_difference=difference,
         pareto=pareto,
         evaluations=evaluations,
         n_evaluated=ev.n_new,
