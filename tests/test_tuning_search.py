@@ -65,9 +65,9 @@ SMALL = SearchSpace(
 )
 
 
-def _run(model=None, **kw):
-    vx, vm, va = _split(6, 0)
-    hx, hm, ha = _split(6, 1)
+def _run(model=None, make_split=_split, **kw):
+    vx, vm, va = make_split(6, 0)
+    hx, hm, ha = make_split(6, 1)
     args = dict(
         val_images=vx,
         val_masks=vm,
@@ -194,20 +194,7 @@ def test_per_channel_scales_recover_what_a_shared_table_cannot():
     DC coefficient there is 8 x 12.75 = 102: the paper's PD step 30 keeps 90 (block means
     of 0.044, enough to flip the background), 8x the steps (240) rounds it to 0.
     """
-    vx, vm, va = _colour_split(6, 0)
-    hx, hm, ha = _colour_split(6, 1)
-    kw = dict(
-        val_images=vx,
-        val_masks=vm,
-        val_adversarial=va,
-        heldout_images=hx,
-        heldout_masks=hm,
-        heldout_adversarial=ha,
-        budget=40,
-        jpeg_qualities=(),
-        max_benign_loss="paper",
-        seed=0,
-    )
+    kw = dict(make_split=_colour_split, budget=40, max_benign_loss="paper", seed=0)
     space = SearchSpace(
         square_sizes=((2, 4),),
         zigzag_sizes=((3, 10),),
@@ -217,10 +204,11 @@ def test_per_channel_scales_recover_what_a_shared_table_cannot():
         channel_scales=(1.0, 8.0),
     )
     model = ChannelModel()
-    res = tune_table(model, space=space, **kw)
+    res = _run(model, space=space, **kw)
     s = res.candidate.channel_scales
     assert res.feasible and s[1] == 8.0 and s[2] == 8.0
     assert res.table.shape == (3, 8, 8)
+    hx, hm, ha = _colour_split(6, 1)  # the held-out split of _run
     fr = FrequencyRefinement.from_table(res.table.double())
     paper = FrequencyRefinement.from_table(PAPER_CANDIDATE.table().double())
     assert torch.equal(fr(ha), fr(hx))  # the attack is wiped out entirely
@@ -233,7 +221,7 @@ def test_per_channel_scales_recover_what_a_shared_table_cannot():
     gain = res.heldout_difference["recovered_dice"]["mean"]
     assert gain > 0.2 and f"recovered Dice {gain:+.4f}" in html
     # One shared table for all channels cannot do it at the paper's benign loss here.
-    shared = tune_table(model, space=replace(space, channel_scales=(1.0,)), **kw)
+    shared = _run(model, space=replace(space, channel_scales=(1.0,)), **kw)
     assert shared.candidate == PAPER_CANDIDATE
 
 

@@ -131,26 +131,11 @@ class Classifier(NormalizedModel):
         torch.Size([4, 2])
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        *,
-        num_classes: int,
-        in_channels: int,
-        mean: float | Sequence[float] = 0.5,
-        std: float | Sequence[float] = 0.5,
-        config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            net,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            mean=mean,
-            std=std,
-            config=config,
-            class_names=[f"class{i}" for i in range(max(int(num_classes), 2))],
-            fixed={"task": TASK},
-        )
+    fixed_config = {"task": TASK}
+
+    def default_class_names(self, num_classes: int) -> list[str]:
+        """``class0``, ``class1``, ... (at least two)."""
+        return [f"class{i}" for i in range(max(num_classes, 2))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` for ``[0, 1]`` images ``(B, C, H, W)``."""

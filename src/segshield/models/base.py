@@ -63,9 +63,9 @@ class NormalizedModel(nn.Module):
         mean: per-channel mean (a scalar or one value per channel). Default 0.5.
         std: per-channel std, > 0. Default 0.5.
         config: extra configuration kept with the checkpoint; ``num_classes``,
-            ``in_channels``, ``mean``, ``std`` and the segshield version are filled in.
-        class_names: the default ``class_names`` entry of the config.
-        fixed: entries that ``config`` cannot override (e.g. ``{"task": "classify"}``).
+            ``in_channels``, ``mean``, ``std``, the segshield version and the subclass's
+            ``fixed_config`` are filled in, ``class_names`` defaults to
+            :meth:`default_class_names`.
 
     Raises:
         TypeError: ``net`` is not an ``nn.Module`` or a setting has the wrong type.
@@ -78,11 +78,9 @@ class NormalizedModel(nn.Module):
         *,
         num_classes: int,
         in_channels: int,
-        mean: float | Sequence[float],
-        std: float | Sequence[float],
-        config: dict[str, Any] | None,
-        class_names: list[str],
-        fixed: dict[str, Any] | None = None,
+        mean: float | Sequence[float] = 0.5,
+        std: float | Sequence[float] = 0.5,
+        config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -104,14 +102,14 @@ class NormalizedModel(nn.Module):
         cfg: dict[str, Any] = {
             "architecture": "custom",
             "arch_kwargs": {},
-            "class_names": class_names,
+            "class_names": self.default_class_names(int(num_classes)),
             "input_size": None,
             "trained_on": None,
             "val_scores": {},
             "seed": None,
         }
         cfg.update(config or {})
-        cfg.update(fixed or {})
+        cfg.update(self.fixed_config)
         cfg.update(
             {
                 "num_classes": int(num_classes),
@@ -122,6 +120,13 @@ class NormalizedModel(nn.Module):
             }
         )
         self.config = cfg
+
+    #: configuration entries the ``config`` argument cannot override
+    fixed_config: dict[str, Any] = {}
+
+    def default_class_names(self, num_classes: int) -> list[str]:
+        """Class names used when the config gives none (see :func:`default_class_names`)."""
+        return default_class_names(num_classes)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` with the model's per-channel statistics.
@@ -199,7 +204,6 @@ class SegmentationModel(NormalizedModel):
             mean=mean,
             std=std,
             config=config,
-            class_names=default_class_names(int(num_classes)),
         )
         check_number("stride", stride, low=1, integer=True)
         self.stride = int(stride)
