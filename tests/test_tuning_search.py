@@ -498,3 +498,26 @@ def test_adversarial_images_are_cached_beside_the_cache(tmp_path, monkeypatch):
     assert len(calls) == 2 and again.heldout == first.heldout
     _run(heldout_adversarial=None, resume=False, **kw)
     assert len(calls) == 4
+
+
+def test_adversarial_examples_in_batches_equal_one_call_on_the_whole_split():
+    """Targets come from the whole split; batched ASMA is per-sample, so batches agree."""
+    from segshield.attacks import get_attack, make_targets
+    from segshield.tuning.scoring import adversarial_examples
+
+    x, m, _ = _split(5, 0)
+    model = ThresholdModel()
+    attack = get_attack("asma:steps=3")
+    whole = attack(model, x, masks=m, target_masks=make_targets("other-gt", m, seed=4))
+    calls = []
+
+    def recording(model, images, **kw):
+        calls.append(images.shape[0])
+        return attack(model, images, **kw)
+
+    got = adversarial_examples(model, x, m, recording, seed=4, batch_size=2)
+    assert calls == [2, 2, 1]
+    assert torch.allclose(got, whole.adversarial, atol=1e-6)
+    assert not torch.equal(got, x)  # the attack did move the images
+    with pytest.raises(ValueError, match="batch_size"):
+        adversarial_examples(model, x, m, attack, batch_size=0)

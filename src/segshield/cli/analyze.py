@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     model, images, masks, regions = load_inputs(args, args.split)
     log.info("attacking %d images with %s", images.shape[0], args.attack)
-    adv = adversarial_examples(model, images, masks, args.attack, seed=args.seed)
+    adv = adversarial_examples(
+        model, images, masks, args.attack, seed=args.seed, batch_size=args.batch_size
+    )
     result = frequency_analysis(
         model,
         images,

@@ -11,6 +11,7 @@ import torch
 
 from segshield._checks import check_images, check_masks, check_number
 from segshield.metrics.segmentation import logits_to_mask, region_scores
+from segshield.utils.progress import progress
 
 __all__ = [
     "default_regions",
@@ -101,8 +102,14 @@ def adversarial_examples(
     *,
     targets: str | None = "other-gt",
     seed: int = 0,
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """Adversarial images from ``attack`` (a registry spec or an attack object).
+
+    Targets are assigned on the whole split, then the attack runs ``batch_size`` images
+    at a time (memory stays bounded; a progress bar counts the batches). Batched ASMA
+    equals the one-image algorithm sample by sample, so the batch size does not change
+    its result; attacks with a random start draw from the global generator batch by batch.
 
     Args:
         model: the (possibly ``Defended``) model to attack.
@@ -114,12 +121,17 @@ def adversarial_examples(
         targets: target rule for :func:`segshield.attacks.make_targets` (SPEC §4: the
             ground truth of another image, ``"other-gt"``), or None for no targets.
         seed: seed of the target assignment. Default 0.
+        batch_size: images per attack call, >= 1. Default 32.
 
     Returns:
         ``(B, C, H, W)`` adversarial images in ``[0, 1]``, detached.
+
+    Raises:
+        TypeError, ValueError: bad images, masks or ``batch_size``.
     """
     check_images(images)
     check_masks(masks, like=images)
+    check_number("batch_size", batch_size, low=1, integer=True)
     if isinstance(attack, str):
         from segshield.attacks import get_attack
 
@@ -129,8 +141,14 @@ def adversarial_examples(
         from segshield.attacks import make_targets
 
         target_masks = make_targets(targets, masks, seed=seed)
-    result = attack(model, images, masks=masks, target_masks=target_masks)
-    return result.adversarial.detach()
+    out = []
+    starts = range(0, images.shape[0], int(batch_size))
+    for i in progress(starts, desc="attack", unit="batch"):
+        part = slice(i, i + int(batch_size))
+        tm = None if target_masks is None else target_masks[part]
+        result = attack(model, images[part], masks=masks[part], target_masks=tm)
+        out.append(result.adversarial.detach())
+    return torch.cat(out)
 
 
 def tables_dice(

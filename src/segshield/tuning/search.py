@@ -490,7 +490,7 @@ def tune_table(
         jpeg_qualities: JPEG qualities reported on the held-out split. Default 50, 75, 90.
         space: the grid. Default :class:`SearchSpace()`.
         targets: target rule for targeted attacks (``"other-gt"``) or None.
-        batch_size: images per forward pass. Default 32.
+        batch_size: images per forward pass and per attack call. Default 32.
 
     Returns:
         A :class:`TuneResult`; ``to_dict()`` is the ``segshield tune`` JSON.
@@ -562,6 +562,7 @@ def tune_table(
         "val",
         resume,
         adv_meta,
+        batch_size,
     )
     heldout_adversarial = _adversarial(
         model,
@@ -575,6 +576,7 @@ def tune_table(
         "heldout",
         resume,
         adv_meta,
+        batch_size,
     )
     config = {
         "attack": attack if isinstance(attack, str) else type(attack).__name__,
@@ -774,14 +776,18 @@ def tune_table(
     )
 
 
-def _adversarial(model, images, masks, given, attack, targets, seed, cache, split, resume, meta):
+def _adversarial(
+    model, images, masks, given, attack, targets, seed, cache, split, resume, meta, batch_size
+):
     """Given adversarial images, or the attack's (cached beside ``cache`` for a spec)."""
     if given is not None:
         return given
 
     def compute():
         log.info("attacking %d %s images", images.shape[0], split)
-        return adversarial_examples(model, images, masks, attack, targets=targets, seed=seed)
+        return adversarial_examples(
+            model, images, masks, attack, targets=targets, seed=seed, batch_size=batch_size
+        )
 
     path = None
     if cache is not None and meta["attack"] is not None:
@@ -800,7 +806,13 @@ def _adaptive_score(model, cand, ev: _Evaluator, store: EvalCache, attack, targe
 
     defense = _defense_from_table(cand.table(), ev.pad)
     adv = adversarial_examples(
-        Defended(model, defense), ev.images, ev.masks, attack, targets=targets, seed=seed
+        Defended(model, defense),
+        ev.images,
+        ev.masks,
+        attack,
+        targets=targets,
+        seed=seed,
+        batch_size=ev.batch_size,
     )
     with torch.no_grad():
         refined = apply_tables(adv, cand.table().unsqueeze(0), pad=ev.pad)
