@@ -241,7 +241,7 @@ class SearchSpace:
                     out.append(replace(c, pd_size=p, ac_size=a))
         for name, grid in (("pd", self.pd_steps), ("ac", self.ac_steps), ("gd", self.gd_steps)):
             out += [replace(c, **{name: v}) for v in _adjacent(grid, getattr(c, name))]
-        if len(self.scale_choices(channels)) > 1:
+        if channels >= 2 and len(set(self.channel_scales)) >= 2:  # as in scale_choices
             scales = c.channel_scales or (1.0,) * channels
             for k in range(channels):
                 for v in sorted(set(self.channel_scales) - {scales[k]}):
