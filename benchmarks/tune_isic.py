@@ -13,7 +13,8 @@ model is more confident on them and their benign losses are lower). This script:
 3. runs ``segshield tune`` with (the first ``--limit``) unseen training images as the
    validation split and the 150 official validation images as the held-out split, with
    ``--max-benign-loss paper``, and with ``--bound`` too when given (reusing the first
-   run's cache).
+   run's cache); ``--heldout-all`` also scores every searched table on the held-out
+   split, to see whether any beats the paper's table there.
 
 Each command is logged; ``WORKDIR/isic_paper.json`` (and ``isic_bound.json``) hold the
 results. Skips (exit 0 with a message) when the data set is absent.
@@ -92,7 +93,7 @@ def main() -> int:
     tune = ["tune", "--model", str(model), "--data", f"isic:{work / 'isic_unseen'}"]
     tune += ["--attack", ATTACK, "--val-split", "train", "--heldout-split", "val"]
     tune += ["--limit", str(args.limit), "--batch-size", "16"]
-    tune += ["--budget", str(args.budget), "--seed", "0", "--resume"]
+    tune += ["--budget", str(args.budget), "--seed", "0", "--resume", "--heldout-all"]
     first = work / "isic_paper.json"
     run([*cli, *tune, "--max-benign-loss", "paper", "-o", str(first)], work / "isic_paper.log")
     log.info("result: %s", first)

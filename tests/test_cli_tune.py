@@ -67,6 +67,18 @@ def test_tune_channel_scales_one_keeps_a_shared_table(checkpoint, tmp_path):
     assert FrequencyRefinement.from_file(out).table.shape == (8, 8)
 
 
+def test_tune_heldout_all_scores_every_table_and_prints_the_count(checkpoint, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "4", "--jpeg", ""]
+    main([*argv, "--heldout-all", "-o", str(out)])
+    data = json.loads(out.read_text())
+    tables = [p for p in data["pareto"] if p["kind"] in ("front", "scored")]
+    assert data["config"]["heldout_all"] and len(tables) == data["evaluations"]["new"] == 4
+    printed = capsys.readouterr().out
+    assert "held-out: " in printed and "of 3 other tables scored there" in printed
+    assert "--heldout-all scores every table" not in printed
+
+
 def test_tune_divides_one_split_into_disjoint_halves(checkpoint, tmp_path):
     out = tmp_path / "t.json"
     argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "2", "--jpeg", ""]

@@ -20,9 +20,11 @@ from segshield.tuning import (
     PAPER_CANDIDATE,
     SearchSpace,
     band_table,
+    dominating,
     pareto_front,
     pareto_png,
     pareto_svg,
+    tables_beating_paper,
     tune_table,
     tuning_html,
 )
@@ -395,6 +397,54 @@ def test_search_writes_the_contract_json_loadable_by_frequency_refinement(tmp_pa
         assert got["se"] == pytest.approx(float(d.std(unbiased=True)) / 6**0.5, abs=1e-12)
 
 
+def test_heldout_all_scores_every_searched_table_on_the_heldout_split():
+    plain = _run(seed=1)
+    full = _run(seed=1, heldout_all=True)
+    assert full.candidate == plain.candidate and torch.equal(full.table, plain.table)
+    assert full.config["heldout_all"] and not plain.config["heldout_all"]
+    assert {r["kind"] for r in plain.pareto} <= {"named", "front"}
+    tables = [r for r in full.pareto if r["kind"] in ("front", "scored")]
+    # Every table of the search once, front or scored.
+    keys = [search_mod._candidate(r["layout"]).key() for r in tables]
+    assert len(keys) == len(set(keys)) == len(full.evaluations)
+    # A scored row is what the model gives with that table on the held-out split.
+    model = ThresholdModel()
+    hx, hm, ha = _split(6, 1)
+    row = next(r for r in full.pareto if r["kind"] == "scored")
+    fr = FrequencyRefinement.from_table(search_mod._candidate(row["layout"]).table().double())
+    clean = _dice(model, hx, hm)
+    assert row["recovered_dice"] == pytest.approx(float(_dice(model, fr(ha), hm).mean()))
+    assert row["benign_loss"] == pytest.approx(float((clean - _dice(model, fr(hx), hm)).mean()))
+    # The count of tables beating the paper's is the brute-force one.
+    paper = next(r for r in full.pareto if r["label"] == "paper")
+    p = (paper["benign_loss"], paper["recovered_dice"])
+    others = [r for r in tables if search_mod._candidate(r["layout"]) != PAPER_CANDIDATE]
+    want = [
+        r
+        for r in others
+        if r["benign_loss"] <= p[0]
+        and r["recovered_dice"] >= p[1]
+        and (r["benign_loss"], r["recovered_dice"]) != p
+    ]
+    beating, n = tables_beating_paper(full.pareto)
+    assert n == len(others) == len(full.evaluations) - 1 and beating == want
+    # With the paper row made the worst point, every other table beats it.
+    worst = {"benign_loss": 1.0, "recovered_dice": 0.0}
+    rows = [{**r, **worst} if r["label"] == "paper" else r for r in full.pareto]
+    assert tables_beating_paper(rows)[0] == others
+    assert f"{len(want)} of the {n} other tables" in tuning_html(full.to_dict())
+
+
+def test_dominating_and_tables_beating_paper_errors():
+    pts = [(0.01, 0.5), (0.01, 0.5), (0.0, 0.5), (0.02, 0.9), (float("nan"), 1.0), (0.0, 0.6)]
+    assert dominating(pts, 0) == [2, 5]  # an equal point does not dominate
+    assert dominating(pts, 5) == []
+    with pytest.raises(IndexError, match="index"):
+        dominating(pts, 6)
+    with pytest.raises(ValueError, match="paper"):
+        tables_beating_paper([{"label": "tuned", "benign_loss": 0.0, "recovered_dice": 0.5}])
+
+
 def test_search_input_errors():
     with pytest.raises(ValueError, match="max_benign_loss"):
         _run(max_benign_loss=1.5)
@@ -441,6 +491,7 @@ def test_pareto_plots_png_and_svg(tmp_path):
         {"label": "tuned", "benign_loss": 0.005, "recovered_dice": 0.7, "on_front": True},
         {"label": "jpeg:q=75", "benign_loss": 0.02, "recovered_dice": 0.5},
         {"label": "front", "kind": "front", "benign_loss": 0.0, "recovered_dice": 0.4},
+        {"label": "table", "kind": "scored", "benign_loss": 0.003, "recovered_dice": 0.45},
     ]
     data = pareto_png(tmp_path / "p.png", rows, "t")
     assert (tmp_path / "p.png").read_bytes() == data
@@ -449,7 +500,11 @@ def test_pareto_plots_png_and_svg(tmp_path):
     svg = pareto_svg(rows, "a <title>")
     root = ET.fromstring(svg)  # well-formed, title escaped
     assert root.tag.endswith("svg")
-    assert svg.count("<circle") == 4 and "jpeg:q=75" in svg and "&lt;title&gt;" in svg
+    assert svg.count("<circle") == 5 and "jpeg:q=75" in svg and "&lt;title&gt;" in svg
+    # Search tables are unlabelled dots drawn under the named defences.
+    assert ">table<" not in svg and ">front<" not in svg
+    circles = [c.attrib["fill"] for c in root.iter() if c.tag.endswith("circle")]
+    assert circles[:2] == ["rgb(215,215,215)", "rgb(160,160,160)"]
 
 
 def test_heatmap_image_checks_its_input():

@@ -9,7 +9,7 @@
 
 from segshield.tuning.analysis import FrequencyAnalysis, coefficient_energy, frequency_analysis
 from segshield.tuning.html import analysis_html, tuning_html
-from segshield.tuning.pareto import pareto_front
+from segshield.tuning.pareto import dominating, pareto_front
 from segshield.tuning.plots import heatmap_png, pareto_png, pareto_svg
 from segshield.tuning.quantize import apply_tables, single_coefficient_tables
 from segshield.tuning.search import (
@@ -18,6 +18,7 @@ from segshield.tuning.search import (
     SearchSpace,
     TuneResult,
     band_table,
+    tables_beating_paper,
     tune_table,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "frequency_analysis",
     "analysis_html",
     "tuning_html",
+    "dominating",
     "pareto_front",
     "heatmap_png",
     "pareto_png",
@@ -38,5 +40,6 @@ __all__ = [
     "SearchSpace",
     "TuneResult",
     "band_table",
+    "tables_beating_paper",
     "tune_table",
 ]

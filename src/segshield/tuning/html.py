@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segshield.tuning.plots import heatmap_png, pareto_svg
+from segshield.tuning.search import tables_beating_paper
 
 __all__ = ["analysis_html", "tuning_html", "MAP_TITLES"]
 
@@ -140,6 +141,13 @@ def tuning_html(result: Any) -> str:
             f"<p>Tuned minus paper table, per held-out image (n = {ben['n']}; mean &plusmn; "
             f"standard error): benign Dice loss {ben['mean']:+.4f} &plusmn; {ben['se']:.4f}, "
             f"recovered Dice {rec['mean']:+.4f} &plusmn; {rec['se']:.4f}.</p>"
+        )
+    if any(r.get("label") == "paper" for r in d.get("pareto", [])):
+        beating, n_tables = tables_beating_paper(d["pareto"])
+        paired += (
+            f"<p>On the held-out split, {len(beating)} of the {n_tables} other tables scored "
+            "there beat the paper table (lower or equal benign loss and higher or equal "
+            "recovered Dice, one strictly).</p>"
         )
     adaptive = d.get("config", {}).get("adaptive")
     note = (

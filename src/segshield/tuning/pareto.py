@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["pareto_front"]
+__all__ = ["dominating", "pareto_front"]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -45,3 +45,34 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
             front.append(i)
             best_y = neg_y
     return front
+
+
+def dominating(points: Sequence[tuple[float, float]], index: int) -> list[int]:
+    """Indices of the points that dominate ``points[index]``.
+
+    A point dominates another when its benign loss is lower or equal and its recovery
+    higher or equal, with at least one of the two strictly better (NaN never does).
+
+    Args:
+        points: ``(benign_loss, recovered)`` pairs, as for :func:`pareto_front`.
+        index: the point to compare the others with, ``0 <= index < len(points)``.
+
+    Returns:
+        Indices into ``points``, increasing.
+
+    Raises:
+        IndexError: ``index`` out of range.
+
+    Example:
+        >>> dominating([(0.01, 0.5), (0.0, 0.5), (0.01, 0.6), (0.0, 0.4)], 0)
+        [1, 2]
+    """
+    if not 0 <= index < len(points):
+        raise IndexError(f"index: expected 0 <= index < {len(points)}, got {index}")
+    x0, y0 = (float(v) for v in points[index])
+    out = []
+    for j, (x, y) in enumerate(points):
+        x, y = float(x), float(y)
+        if x <= x0 and y >= y0 and (x < x0 or y > y0):
+            out.append(j)
+    return out

@@ -36,7 +36,9 @@ _COLOURS = {
     "tuned": (214, 39, 40),
     "jpeg": (255, 127, 14),
     "front": (160, 160, 160),
+    "scored": (215, 215, 215),
 }
+_DOTS = ("front", "scored")  # unlabelled small dots: tables of the search
 
 
 def _ramp(anchors: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -145,11 +147,16 @@ def heatmap_png(path: str | Path | None, values, title: str = "", **kw: Any) -> 
 
 def _kind(row: dict[str, Any]) -> str:
     label = str(row.get("label", ""))
-    if row.get("kind") == "front":
-        return "front"
+    if row.get("kind") in _DOTS:
+        return row["kind"]
     if label.startswith("jpeg"):
         return "jpeg"
     return label if label in _COLOURS else "front"
+
+
+def _draw_order(row: dict[str, Any]) -> int:
+    """Light dots first, then grey ones, named defences on top."""
+    return {"scored": 0, "front": 1}.get(_kind(row), 2)
 
 
 class _Axes:
@@ -196,7 +203,8 @@ def pareto_image(
     """Pareto plot of ``rows`` (dicts with ``label``, ``benign_loss``, ``recovered_dice``).
 
     Named rows (``paper``, ``tuned``, ``identity``, ``jpeg:q=..``) are labelled; rows
-    with ``kind == "front"`` are grey dots; rows with ``on_front`` are joined by a line.
+    with ``kind`` ``"front"`` are grey dots, ``"scored"`` light grey ones (drawn first);
+    rows with ``on_front`` are joined by a line.
 
     Args:
         rows: points to plot, e.g. ``TuneResult.pareto``.
@@ -233,14 +241,14 @@ def pareto_image(
     line = _front_line(rows)
     if len(line) > 1:
         draw.line([ax.px(r["benign_loss"], r["recovered_dice"]) for r in line], fill="gray")
-    for r in sorted(rows, key=lambda r: _kind(r) != "front"):
+    for r in sorted(rows, key=_draw_order):
         if not _finite(r):
             continue
         x, y = ax.px(r["benign_loss"], r["recovered_dice"])
         kind = _kind(r)
-        rad = 3 if kind == "front" else 5
+        rad = 3 if kind in _DOTS else 5
         draw.ellipse([x - rad, y - rad, x + rad, y + rad], fill=_COLOURS[kind], outline="black")
-        if kind != "front":
+        if kind not in _DOTS:
             draw.text((x + 7, y - 6), str(r["label"]), fill=_COLOURS[kind], font=font)
     return img
 
@@ -290,7 +298,7 @@ def pareto_svg(
             "{:.1f},{:.1f}".format(*ax.px(r["benign_loss"], r["recovered_dice"])) for r in line
         )
         parts.append(f'<polyline points="{pts}" fill="none" stroke="gray"/>')
-    for r in sorted(rows, key=lambda r: _kind(r) != "front"):
+    for r in sorted(rows, key=_draw_order):
         if not _finite(r):
             continue
         x, y = ax.px(r["benign_loss"], r["recovered_dice"])
@@ -299,10 +307,10 @@ def pareto_svg(
         label = escape(str(r["label"]))
         tip = f"{label}: loss {r['benign_loss']:.4f}, recovered {r['recovered_dice']:.4f}"
         parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3 if kind == "front" else 5}" '
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3 if kind in _DOTS else 5}" '
             f'fill="{colour}" stroke="black"><title>{tip}</title></circle>'
         )
-        if kind != "front":
+        if kind not in _DOTS:
             parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" fill="{colour}">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
