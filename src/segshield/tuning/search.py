@@ -272,8 +272,9 @@ class TuneResult:
             ``n`` images. A gap within about two standard errors is not told apart from
             noise.
         pareto: held-out rows of the named defences (``kind`` ``"named"``), of the
-            validation Pareto front (``"front"``) and, with ``heldout_all``, of every
-            other scored table (``"scored"``), with ``label`` and ``on_front``.
+            validation Pareto front (``"front"``) and of the tuned table, or with
+            ``heldout_all`` every table, when not on that front (``"scored"``), with
+            ``label`` and ``on_front``.
         evaluations: validation evaluations (candidate, benign loss, recovery).
         n_evaluated: evaluations computed in this run; n_cached: taken from the cache.
         config, seed: settings of the run.
@@ -737,7 +738,8 @@ def tune_table(
     with torch.no_grad():
         clean_h = variant_dice(model, heldout_images, heldout_masks, regions, batch_size)[0]
         named: dict[str, Candidate] = {"paper": PAPER_CANDIDATE, "tuned": tuned}
-        scored = [r["candidate"] for r in rows] if heldout_all else []
+        # Tables scored on the held-out split besides the front: the tuned one, or all.
+        scored = [r["candidate"] for r in rows] if heldout_all else [tuned]
         cands = list(dict.fromkeys([PAPER_CANDIDATE, tuned, *front, *scored]))
         tables = _stack_tables(cands, channels)
         kw = {"pad": pad, "batch_size": batch_size}
