@@ -539,7 +539,7 @@ def tune_table(
         heldout_all: also score every table of the search on the held-out split (rows
             of kind ``"scored"`` in ``pareto``), to see whether any table beats the
             paper's there; a report only, the choice stays the validation split's.
-            Default False (the validation Pareto front only).
+            Default False (the validation Pareto front and the tuned table only).
 
     Returns:
         A :class:`TuneResult`; ``to_dict()`` is the ``segshield tune`` JSON.
@@ -791,7 +791,7 @@ def tune_table(
     on_val_front = set(front)
     pareto += [
         {"label": "table", "kind": "scored", "layout": asdict(c), **by_key[c.key()]}
-        for c in dict.fromkeys(scored)
+        for c in scored
         if c not in on_val_front
     ]
     front_idx = set(pareto_front([(p["benign_loss"], p["recovered_dice"]) for p in pareto]))
