@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 
-from segshield._checks import check_choice, check_images, check_number
+from segshield._checks import check_choice, check_images
 from segshield.defenses.base import Defense
-from segshield.defenses.dct import _dct_matrix_cached, _device, _pad_unchecked, zigzag_order
+from segshield.defenses.dct import _dct_matrix_cached, _device, _pad_unchecked
 from segshield.defenses.rounding import smooth_round
+from segshield.defenses.tables import band_table, check_table, scale_table, zigzag_table
 
 __all__ = [
     "FrequencyRefinement",
@@ -44,139 +45,6 @@ __all__ = [
 FR_PAD_MODES = ("edge", "zero")
 _DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64}
 _FILE_FORMAT = "segshield-fr-table"
-
-
-def band_table(
-    pd: float = 30, ac: float = 5, gd: float = 60, pd_size: int = 2, ac_size: int = 4
-) -> torch.Tensor:
-    """The three-band FR table of SPEC §2 as an ``(8, 8)`` float64 tensor.
-
-    Args:
-        pd: priority-defence step for ``u < pd_size and v < pd_size`` (default 30), > 0.
-        ac: accuracy-compensation step for ``u < ac_size and v < ac_size`` outside PD
-            (default 5), > 0.
-        gd: global-defence step everywhere else (default 60; the paper's class default
-            is 80), > 0.
-        pd_size: PD band size, integer in [0, 8] (default 2).
-        ac_size: AC band size, integer in [pd_size, 8] (default 4).
-
-    Shape:
-        Output: ``(8, 8)``, ``[u, v]`` = (row, column) frequency.
-
-    Returns:
-        The table of quantisation steps.
-
-    Raises:
-        TypeError: a non-numeric step or non-integer size.
-        ValueError: a step <= 0 or sizes out of range.
-
-    Example:
-        >>> t = band_table()
-        >>> t[0, 0].item(), t[3, 3].item(), t[4, 0].item()
-        (30.0, 5.0, 60.0)
-    """
-    for name, v in (("pd", pd), ("ac", ac), ("gd", gd)):
-        check_number(name, v, low=0, low_inclusive=False)
-    check_number("pd_size", pd_size, low=0, high=8, integer=True)
-    check_number("ac_size", ac_size, low=pd_size, high=8, integer=True)
-    t = torch.full((8, 8), float(gd), dtype=torch.float64)
-    t[: int(ac_size), : int(ac_size)] = float(ac)
-    t[: int(pd_size), : int(pd_size)] = float(pd)
-    return t
-
-
-def scale_table(table: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG-style (IJG libjpeg) quality scaling of a quantisation table.
-
-    ``s = 5000 / q`` for ``q < 50`` else ``200 - 2 q``; each step becomes
-    ``floor((s · Q + 50) / 100)``, at least 1. ``q = 50`` leaves integer tables unchanged.
-
-    Args:
-        table: steps ``(8, 8)`` or ``(C, 8, 8)``, > 0.
-        quality: integer in [1, 100].
-
-    Shape:
-        Output: same as ``table`` (float64).
-
-    Returns:
-        The scaled table.
-
-    Raises:
-        TypeError: ``quality`` not an integer.
-        ValueError: ``quality`` out of range or a bad table.
-
-    Example:
-        >>> scale_table(band_table(), 75)[0, 0].item()
-        15.0
-    """
-    check_number("quality", quality, low=1, high=100, integer=True)
-    t = _check_table(table)
-    q = int(quality)
-    s = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
-    return torch.clamp(torch.floor((s * t + 50.0) / 100.0), min=1.0)
-
-
-def zigzag_table(steps: Any, bounds: Any = None) -> torch.Tensor:
-    """A table from steps in JPEG zig-zag order, or from bands of zig-zag indices.
-
-    Args:
-        steps: without ``bounds``, 64 steps in zig-zag order; with ``bounds``, one step
-            per band (``len(bounds) + 1`` values), all > 0.
-        bounds: increasing zig-zag indices in [1, 63] where a new band starts, e.g.
-            ``(3, 10)`` gives bands ``0..2``, ``3..9``, ``10..63``. Default None.
-
-    Shape:
-        Output: ``(8, 8)`` float64.
-
-    Returns:
-        The table with ``table.flatten()[zigzag_order()] == per-index steps``.
-
-    Raises:
-        ValueError: wrong number of steps, or bounds not increasing within [1, 63].
-
-    Example:
-        >>> t = zigzag_table((30, 5, 60), bounds=(3, 10))
-        >>> t[0, 1].item(), t[1, 1].item(), t[7, 7].item()
-        (30.0, 5.0, 60.0)
-    """
-    steps_t = torch.as_tensor(steps, dtype=torch.float64).flatten()
-    if bounds is None:
-        if steps_t.numel() != 64:
-            raise ValueError(
-                f"steps: expected 64 steps in zig-zag order, got {steps_t.numel()}; "
-                "or pass bounds=(...) with one step per band"
-            )
-        per_index = steps_t
-    else:
-        b = [int(v) for v in bounds]
-        if b != sorted(set(b)) or not b or b[0] < 1 or b[-1] > 63:
-            raise ValueError(
-                f"bounds: expected strictly increasing zig-zag indices in [1, 63], got {bounds}"
-            )
-        if steps_t.numel() != len(b) + 1:
-            raise ValueError(
-                f"steps: expected {len(b) + 1} steps for {len(b)} bounds, got {steps_t.numel()}"
-            )
-        band = torch.bucketize(torch.arange(64), torch.tensor(b), right=True)
-        per_index = steps_t[band]
-    flat = torch.empty(64, dtype=torch.float64)
-    flat[zigzag_order(8)] = per_index
-    return _check_table(flat.reshape(8, 8))
-
-
-def _check_table(table: Any) -> torch.Tensor:
-    t = torch.as_tensor(table, dtype=torch.float64).detach().cpu()
-    if t.ndim not in (2, 3) or tuple(t.shape[-2:]) != (8, 8) or t.numel() == 0:
-        raise ValueError(
-            f"table: expected shape (8, 8) or (C, 8, 8), got {tuple(t.shape)}; "
-            "one step per (row, column) frequency of an 8x8 block"
-        )
-    if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
-        raise ValueError(
-            f"table: expected finite steps > 0, got min {float(t.min()):g}; "
-            "a zero step would divide by zero"
-        )
-    return t
 
 
 @functools.lru_cache(maxsize=64)
@@ -268,7 +136,7 @@ def frequency_refine(
     """
     check_images(x, "x")
     check_choice("pad", pad, FR_PAD_MODES)
-    t = _check_table(table)
+    t = check_table(table)
     channels = t.shape[0] if t.ndim == 3 else 1
     return _refine(
         x, tuple(t.flatten().tolist()), channels, pad, clip, smooth, compute_dtype, float(scale)
@@ -406,7 +274,7 @@ class FrequencyRefinement(Defense):
         if not isinstance(clip, bool):
             raise TypeError(f"clip: expected True or False, got {clip!r}")
         check_choice("compute_dtype", compute_dtype, _DTYPES.values())
-        table = _check_table(table)
+        table = check_table(table)
         if quality is not None:
             table = scale_table(table, quality)
         self.table = table
@@ -447,7 +315,7 @@ class FrequencyRefinement(Defense):
         """
         self = cls.__new__(cls)
         Defense.__init__(self, gradient)
-        self._setup(_check_table(table), pad, clip, quality, compute_dtype)
+        self._setup(check_table(table), pad, clip, quality, compute_dtype)
         self._bands = None
         return self
 
