@@ -1,15 +1,50 @@
-"""Spec strings ``"name:key=value,key=value"``: one splitter and one value parser.
+"""Spec strings ``"name:key=value,key=value"``: the splitter, the value grammar, the formatter.
 
-Used by the model and attack registries (the defence registry parses values by each
-parameter's declared type but splits with :func:`split_spec` too). Never ``eval``.
+One grammar serves every registry (defences, attacks, models; see
+:class:`segshield._registry.Registry`). A value is read as, in this order: a boolean
+(``true``/``false``), ``none``, an integer, a float (``1e-7``, ``inf``), a fraction
+``a/b`` (``8/255``), else the text itself. Where a parameter's annotation names its type
+(:func:`annotation_types`), :func:`parse_typed` reads the text as that type and says what
+was expected otherwise. Never ``eval``.
 """
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["split_spec", "parse_value"]
+__all__ = [
+    "split_spec",
+    "parse_value",
+    "parse_typed",
+    "annotation_types",
+    "format_value",
+]
+
+_NONE = type(None)
+#: annotation names understood without evaluating them
+_TYPE_NAMES: dict[str, type] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "None": _NONE,
+    "NoneType": _NONE,
+}
+#: spellings of a boolean where the parameter is declared ``bool``
+_BOOL_WORDS = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}
 
 
 def split_spec(spec: str, bad_pair: Callable[[str], str]) -> tuple[str, list[tuple[str, str]]]:
@@ -39,8 +74,30 @@ def split_spec(spec: str, bad_pair: Callable[[str], str]) -> tuple[str, list[tup
     return name.strip(), pairs
 
 
+def _number(text: str) -> int | float | None:
+    """``text`` as an int, a float or a fraction ``a/b``; None when it is none of them."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    num, slash, den = text.partition("/")
+    if slash:
+        try:
+            return float(num) / float(den)
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
+
+
 def parse_value(text: str) -> Any:
     """Type a spec value: bool, ``none``, int, float, a fraction ``a/b``, else the text.
+
+    Args:
+        text: the value text of one ``key=value`` pair.
+
+    Returns:
+        The typed value (stripped text when it is no number, bool or none).
 
     Example:
         >>> [parse_value(t) for t in ("true", "none", "3", "1e-7", "2/4", "l2")]
@@ -51,15 +108,112 @@ def parse_value(text: str) -> Any:
         return low == "true"
     if low == "none":
         return None
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if "/" in text:
-        num, _, den = text.partition("/")
-        try:
-            return float(num) / float(den)
-        except (ValueError, ZeroDivisionError):
-            return text
-    return text.strip()
+    value = _number(text)
+    return text.strip() if value is None else value
+
+
+def annotation_types(annotation: Any) -> tuple[type, ...] | None:
+    """The value types a parameter annotation allows, read without evaluating it.
+
+    Understands ``int``, ``float``, ``bool``, ``str``, ``None`` and unions of them, as
+    types or as the strings of ``from __future__ import annotations``.
+
+    Args:
+        annotation: ``inspect.Parameter.annotation``.
+
+    Returns:
+        The types in declaration order, or None for anything else (no annotation,
+        containers, ``Any``): such values follow :func:`parse_value`.
+
+    Example:
+        >>> annotation_types("float | None"), annotation_types(int), annotation_types("Any")
+        ((<class 'float'>, <class 'NoneType'>), (<class 'int'>,), None)
+    """
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):
+        parts = [p.strip() for p in annotation.split("|")]
+        if all(p in _TYPE_NAMES for p in parts):
+            return tuple(_TYPE_NAMES[p] for p in parts)
+        return None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+    else:
+        args = (_NONE,) if annotation is None else (annotation,)
+    if all(a in _TYPE_NAMES.values() for a in args):
+        return tuple(args)
+    return None
+
+
+def parse_typed(text: str, kinds: tuple[type, ...] | None) -> Any:
+    """Read a spec value as one of the declared types (:func:`annotation_types`).
+
+    ``none`` is None where None is allowed; ``str`` keeps the text as given (so
+    ``table=1/2/3`` stays text); ``bool`` takes ``true/false``, ``yes/no``, ``on/off``,
+    ``1/0``; ``float`` takes integers (kept as int), floats and fractions ``a/b``;
+    ``int`` takes numbers with an integral value (``30``, ``1e3``, ``60/2``).
+
+    Args:
+        text: the value text.
+        kinds: the allowed types, or None for the untyped grammar of :func:`parse_value`.
+
+    Returns:
+        The typed value.
+
+    Raises:
+        ValueError: the text is not of the declared type; the message says what was
+            expected (``"expected an integer"``, ``"expected a number"``,
+            ``"expected true or false"``).
+
+    Example:
+        >>> parse_typed("60/2", (float,)), parse_typed("1e3", (int,)), parse_typed("off", (bool,))
+        (30.0, 1000, False)
+    """
+    if kinds is None:
+        return parse_value(text)
+    text = text.strip()
+    low = text.lower()
+    if _NONE in kinds and low == "none":
+        return None
+    if str in kinds:
+        return text
+    numeric = int in kinds or float in kinds
+    if bool in kinds and (low in _BOOL_WORDS or not numeric):
+        if low not in _BOOL_WORDS:
+            raise ValueError("expected true or false")
+        return _BOOL_WORDS[low]
+    value = _number(text)
+    if float in kinds:
+        if value is None:
+            raise ValueError("expected a number")
+        return value
+    if int in kinds:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise ValueError("expected an integer")
+        return value
+    return parse_value(text)
+
+
+def format_value(value: Any) -> str:
+    """Write a value so that :func:`parse_typed` reads it back unchanged.
+
+    Args:
+        value: bool, None, int, float or text.
+
+    Returns:
+        ``true``/``false``, ``none``, the shortest exact float (``30``, ``0.1``,
+        ``0.03137254901960784``), or ``str(value)``.
+
+    Example:
+        >>> [format_value(v) for v in (True, None, 30.0, 8 / 255, "zero")]
+        ['true', 'none', '30', '0.03137254901960784', 'zero']
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    return str(value)

@@ -1,12 +1,13 @@
 """Adaptive attacks: attack the defended model itself (Athalye et al., ICML 2018).
 
 ``Defended(model, defense)`` is a model: ``forward(x) = model(defense(x))``. Any attack
-given it is adaptive. Gradients follow the defence's own policy (``defense.gradient``):
-``"exact"`` (differentiable), ``"bpda"`` (straight-through: forward = defence, backward
-= identity) or ``"smooth"`` (a differentiable surrogate); the defences implement these
-themselves. For randomised defences (``defense.randomized``) set ``eot_samples = N``:
-the attacks average their loss over N forward passes (Expectation over
-Transformation), see :func:`segshield.attacks.base.loss_gradient`.
+given it is adaptive. Gradients follow the defence's own policy (``defense.gradient``,
+one of :data:`segshield.gradients.GRADIENTS`): ``"exact"`` (differentiable), ``"bpda"``
+(straight-through: forward = defence, backward = identity) or ``"smooth"`` (a
+differentiable surrogate); the defences implement these themselves. For randomised
+defences (``defense.randomized``) set ``eot_samples = N``: the attacks average their
+loss over N forward passes (Expectation over Transformation), see
+:func:`segshield.attacks.base.loss_gradient`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import torch
 from torch import nn
 
 from segshield._checks import check_number
+from segshield._deprecation import moved_names
+from segshield.gradients import GRADIENTS
 
-__all__ = ["Defended", "GRADIENT_POLICIES"]
+__all__ = ["Defended"]
 
 log = logging.getLogger(__name__)
 
-#: Gradient policies a defence may declare (docs/ARCHITECTURE.md, "Defences").
-GRADIENT_POLICIES = ("exact", "bpda", "smooth")
+__getattr__ = moved_names(
+    __name__, {"GRADIENT_POLICIES": ("segshield.gradients.GRADIENTS", lambda: GRADIENTS)}
+)
 
 
 class Defended(nn.Module):
@@ -69,8 +73,8 @@ class Defended(nn.Module):
                 f"defense: expected a segshield Defense with a 'gradient' attribute, got "
                 f"{type(defense).__name__} without one; build it with get_defense(...)"
             )
-        if gradient not in GRADIENT_POLICIES:
-            valid = ", ".join(repr(g) for g in GRADIENT_POLICIES)
+        if gradient not in GRADIENTS:
+            valid = ", ".join(repr(g) for g in GRADIENTS)
             raise ValueError(f"defense.gradient: expected one of {valid}, got {gradient!r}")
         randomized = getattr(defense, "randomized", None)
         if not isinstance(randomized, bool):

@@ -18,7 +18,6 @@ Where both foreground sets are empty the IoU is 1 (the authors' code divides 0 b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -246,23 +245,5 @@ class ASMA(Attack):
         self.stop_at_iou = stop_at_iou
         self.iou = check_choice("iou", iou, MULTIPLIER_IOUS)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "tau": self.tau,
-            "beta": self.beta,
-            "steps": self.steps,
-            "stop_at_iou": self.stop_at_iou,
-            "iou": self.iou,
-        }
-
     def _run(self, model, images, labels, target, classifier):
-        return asma(
-            model,
-            images,
-            target,
-            tau=self.tau,
-            beta=self.beta,
-            steps=self.steps,
-            stop_at_iou=self.stop_at_iou,
-            iou=self.iou,
-        )
+        return asma(model, images, target, **self.config())

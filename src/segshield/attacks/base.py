@@ -10,6 +10,7 @@ must be in eval mode (no batch coupling), so a batched attack equals per-sample 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from segshield._checks import check_images, check_masks, check_same_batch
+from segshield._registry import signature_params
 from segshield.attacks.losses import predict
 from segshield.metrics.segmentation import IGNORE_INDEX, compute_iou
 
@@ -106,6 +108,11 @@ def loss_gradient(
     return grad, logits.detach()
 
 
+@functools.cache
+def _setting_names(cls: type) -> tuple[str, ...]:
+    return tuple(signature_params(cls))
+
+
 class Attack:
     """Base class: input checks, the clean forward pass and the statistics.
 
@@ -121,8 +128,17 @@ class Attack:
     allows_target: bool = True
 
     def config(self) -> dict[str, Any]:
-        """The attack's settings (constructor arguments) as a plain dict."""
-        return {}
+        """The attack's settings as a plain dict: each constructor parameter, in order.
+
+        The constructor stores every setting under its parameter's name (after its
+        checks, e.g. PGD's default ``alpha`` resolved).
+
+        Example:
+            >>> from segshield.attacks import DAG
+            >>> DAG(steps=5).config()
+            {'gamma': 0.00196078431372549, 'steps': 5}
+        """
+        return {name: getattr(self, name) for name in _setting_names(type(self))}
 
     def spec(self) -> str:
         """Registry string that rebuilds this attack, e.g. ``"asma:steps=100,tau=1e-07"``."""

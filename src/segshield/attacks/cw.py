@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -241,31 +240,10 @@ class CarliniWagnerL2(Attack):
             raise TypeError(f"abort_early: expected True or False, got {abort_early!r}")
         self.abort_early = abort_early
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "confidence": self.confidence,
-            "c_init": self.c_init,
-            "search_steps": self.search_steps,
-            "steps": self.steps,
-            "lr": self.lr,
-            "abort_early": self.abort_early,
-        }
-
     def _run(self, model, images, labels, target, classifier):
         if not classifier:
             raise ValueError(
                 "model: cw attacks classifiers (logits (B, K)), got a segmentation model "
                 "(logits (B, K, H, W)); use asma, pgd, dag or segpgd for segmentation"
             )
-        return cw_l2(
-            model,
-            images,
-            labels,
-            target=target,
-            confidence=self.confidence,
-            c_init=self.c_init,
-            search_steps=self.search_steps,
-            steps=self.steps,
-            lr=self.lr,
-            abort_early=self.abort_early,
-        )
+        return cw_l2(model, images, labels, target=target, **self.config())

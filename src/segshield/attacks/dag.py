@@ -11,7 +11,6 @@ no pixel is active (all flipped) or after ``steps`` iterations. Images are kept 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -134,9 +133,6 @@ class DAG(Attack):
     def __init__(self, gamma: float = 0.5 / 255, steps: int = 200) -> None:
         self.gamma = float(check_number("gamma", gamma, low=0.0, low_inclusive=False))
         self.steps = int(check_number("steps", steps, low=1, integer=True))
-
-    def config(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "steps": self.steps}
 
     def _run(self, model, images, labels, target, classifier):
         if target is None:

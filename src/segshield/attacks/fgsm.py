@@ -1,24 +1,19 @@
 """FGSM: the fast gradient sign method (Goodfellow et al., ICLR 2015), and its L2 variant.
 
 One step of size ``eps`` along the sign (L-inf) or the normalised gradient (L2) of the
-per-pixel cross-entropy; the same loop as :mod:`segshield.attacks.pgd`, so it attacks
-segmentation models and classifiers alike.
+per-pixel cross-entropy: PGD with one step of size ``eps`` and no random start (the
+same loop, :mod:`segshield.attacks.pgd`), so it attacks segmentation models and
+classifiers alike.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
-from segshield._checks import check_choice, check_number
-from segshield.attacks.base import Attack
-from segshield.attacks.pgd import NORMS, pgd
+from segshield.attacks.pgd import PGD
 
 __all__ = ["FGSM"]
 
 
-class FGSM(Attack):
+class FGSM(PGD):
     """Fast gradient sign method: one ``eps`` step on the per-pixel cross-entropy.
 
     Untargeted (``target_masks=None``) raises the cross-entropy with the ground truth (or
@@ -41,6 +36,7 @@ class FGSM(Attack):
         TypeError, ValueError: bad settings (in ``__init__``) or inputs (on call).
 
     Example:
+        >>> import torch
         >>> model = torch.nn.Conv2d(1, 2, 1)
         >>> x = torch.full((1, 1, 4, 4), 0.5); y = torch.ones(1, 4, 4, dtype=torch.long)
         >>> r = FGSM(eps=0.1)(model, x, y)
@@ -49,24 +45,6 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
-    supports_classifiers = True
 
     def __init__(self, eps: float = 8 / 255, norm: str = "linf") -> None:
-        self.eps = float(check_number("eps", eps, low=0.0, low_inclusive=False))
-        self.norm = check_choice("norm", norm, NORMS)
-
-    def config(self) -> dict[str, Any]:
-        return {"eps": self.eps, "norm": self.norm}
-
-    def _run(self, model, images, labels, target, classifier):
-        adv = pgd(
-            model,
-            images,
-            labels,
-            target=target,
-            eps=self.eps,
-            alpha=self.eps,
-            steps=1,
-            norm=self.norm,
-        )
-        return adv, torch.ones(images.shape[0], dtype=torch.long)
+        super().__init__(eps=eps, alpha=eps, steps=1, norm=norm, random_start=False)

@@ -11,7 +11,6 @@ normalised per sample), so a batched attack equals per-sample attacks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -185,16 +184,6 @@ class PGD(Attack):
             raise TypeError(f"random_start: expected True or False, got {random_start!r}")
         self.random_start = random_start
         self.seed = int(check_number("seed", seed, low=0, integer=True))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "eps": self.eps,
-            "alpha": self.alpha,
-            "steps": self.steps,
-            "norm": self.norm,
-            "random_start": self.random_start,
-            "seed": self.seed,
-        }
 
     def _pixel_weights(self) -> PixelWeights | None:
         return None

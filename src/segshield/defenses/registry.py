@@ -1,8 +1,10 @@
 """Registry of defences: spec strings ``"name:key=value,..."`` to instances, and back.
 
-Reference: ARCHITECTURE.md "Defences". Each registry entry maps a name to a factory
-and declares its parameters (type, default, help); values are parsed by type, never
-evaluated. ``Defense.spec()`` produces strings this module parses.
+Reference: ARCHITECTURE.md "Defences". A :class:`segshield._registry.Registry`: each
+entry is a class or factory whose signature declares the parameters (type, default);
+values follow the one spec grammar of :mod:`segshield._spec` (fractions included:
+``fr:pd=60/2`` is ``pd=30``), never evaluated. ``Defense.spec()`` produces strings this
+module parses.
 
 Spec grammar: ``NAME`` or ``NAME:KEY=VALUE[,KEY=VALUE...]``; booleans are
 ``true/false``; FR's custom table is ``table=s0/s1/.../s63`` (row-major, 64 steps per
@@ -12,11 +14,9 @@ must not contain ``,``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from segshield._spec import split_spec
+from segshield._registry import Registry, signature_params
 from segshield.defenses.base import Defense
 from segshield.defenses.bitdepth import BitDepth
 from segshield.defenses.feature_distillation import FeatureDistillation
@@ -26,29 +26,49 @@ from segshield.defenses.identity import Identity
 from segshield.defenses.jpeg import Jpeg
 from segshield.defenses.median import Median
 
-__all__ = ["get_defense", "list_defenses", "parse_spec"]
+__all__ = ["DEFENSES", "get_defense", "list_defenses", "parse_spec"]
+
+#: The defence registry (``segshield defenses`` lists it).
+DEFENSES: Registry[Defense] = Registry(
+    "defense",
+    hint=" (see `segshield defenses`)",
+    example="fr:pd=30,ac=5,gd=60",
+)
 
 
-@dataclass(frozen=True)
-class _Param:
-    kind: type  # int, float, bool or str
-    default: Any
-    help: str
+def _gradient_help(cls: type[Defense]) -> str:
+    return "gradient policy: " + " | ".join(cls.gradients)
 
 
-@dataclass(frozen=True)
-class _Entry:
-    cls: type[Defense]
-    factory: Callable[..., Defense]
-    params: dict[str, _Param]
-    summary: str
+def _defaults(cls: type[Defense]) -> dict[str, Any]:
+    """The constructor defaults of a defence (the registry's defaults are the class's)."""
+    return {name: p.default for name, p in signature_params(cls).items()}
 
 
-def _gradient_param(cls: type[Defense]) -> _Param:
-    return _Param(str, cls.gradients[0], "gradient policy: " + " | ".join(cls.gradients))
+_FR = _defaults(FrequencyRefinement)
+_JPEG = _defaults(Jpeg)
 
 
-def _make_fr(**kw: Any) -> Defense:
+def _fr_params(
+    pd: float = _FR["pd"],
+    ac: float = _FR["ac"],
+    gd: float = _FR["gd"],
+    pd_size: int = _FR["pd_size"],
+    ac_size: int = _FR["ac_size"],
+    quality: int | None = _FR["quality"],
+    pad: str = _FR["pad"],
+    clip: bool = _FR["clip"],
+    gradient: str = _FR["gradient"],
+    dtype: str = "auto",
+    table: str | None = None,
+    file: str | None = None,
+) -> None:
+    """Frequency Refinement (Liu et al. 2020)"""
+
+
+def _fr(**kw: Any) -> FrequencyRefinement:
+    """FR from the keys given in the spec (:func:`_fr_params` declares them): the
+    table-based forms must know which settings were given, not their defaults."""
     table, path = kw.pop("table", None), kw.pop("file", None)
     if "dtype" in kw:
         kw["compute_dtype"] = _parse_dtype(kw.pop("dtype"))
@@ -67,90 +87,69 @@ def _make_fr(**kw: Any) -> Defense:
     return FrequencyRefinement(**kw)
 
 
-_FR_PARAMS = {
-    "pd": _Param(float, 30, "priority-defence step (DC and lowest AC terms)"),
-    "ac": _Param(float, 5, "accuracy-compensation step"),
-    "gd": _Param(float, 60, "global-defence step (high frequencies)"),
-    "pd_size": _Param(int, 2, "PD band: u, v < pd_size"),
-    "ac_size": _Param(int, 4, "AC band: u, v < ac_size"),
-    "quality": _Param(int, None, "JPEG-style quality scaling of the table (1..100)"),
-    "pad": _Param(str, "edge", "padding to multiples of 8: edge | zero (paper-faithful)"),
-    "clip": _Param(bool, True, "clip the output to [0, 1]"),
-    "gradient": _gradient_param(FrequencyRefinement),
-    "dtype": _Param(str, "auto", "arithmetic: auto | float32 | float64"),
-    "table": _Param(str, None, "custom table: 64 (or 64*C) steps s0/s1/... row-major"),
-    "file": _Param(str, None, "custom table: JSON file from FrequencyRefinement.to_file"),
-}
-
-_REGISTRY: dict[str, _Entry] = {
-    "fr": _Entry(
-        FrequencyRefinement, _make_fr, _FR_PARAMS, "Frequency Refinement (Liu et al. 2020)"
-    ),
-    "jpeg": _Entry(
-        Jpeg,
-        lambda q=75, gradient="bpda": Jpeg(q, gradient),
-        {"q": _Param(int, 75, "libjpeg quality 1..100"), "gradient": _gradient_param(Jpeg)},
-        "JPEG through libjpeg/Pillow (YCbCr 4:2:0 for RGB)",
-    ),
-    "fd": _Entry(
-        FeatureDistillation,
-        FeatureDistillation,
-        {
-            "low": _Param(float, 25, "step in the low band"),
-            "high": _Param(float, 30, "step elsewhere"),
-            "low_size": _Param(int, 4, "low band: u, v < low_size"),
-            "pad": _Param(str, "edge", "edge | zero"),
-            "clip": _Param(bool, True, "clip the output to [0, 1]"),
-            "gradient": _gradient_param(FeatureDistillation),
-        },
-        "Feature Distillation (Liu et al. 2019)",
-    ),
-    "bitdepth": _Entry(
-        BitDepth,
-        BitDepth,
-        {"bits": _Param(int, 4, "bits per channel 1..16"), "gradient": _gradient_param(BitDepth)},
-        "bit-depth reduction (Xu et al. 2018)",
-    ),
-    "median": _Entry(
-        Median,
-        Median,
-        {"k": _Param(int, 3, "odd window size 1..31"), "gradient": _gradient_param(Median)},
-        "median filter k x k",
-    ),
-    "gaussian": _Entry(
-        Gaussian,
-        Gaussian,
-        {
-            "sigma": _Param(float, 1.0, "blur sigma in pixels"),
-            "gradient": _gradient_param(Gaussian),
-        },
-        "Gaussian blur",
-    ),
-    "none": _Entry(Identity, Identity, {}, "no defence (identity)"),
-}
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+def _jpeg(q: int = _JPEG["quality"], gradient: str = _JPEG["gradient"]) -> Jpeg:
+    """JPEG through libjpeg/Pillow (YCbCr 4:2:0 for RGB)"""
+    return Jpeg(q, gradient)
 
 
-def _parse_value(name: str, key: str, text: str, kind: type) -> Any:
-    if kind is bool:
-        low = text.lower()
-        if low in _TRUE | _FALSE:
-            return low in _TRUE
-        raise ValueError(f"{name}:{key}: expected true or false, got {text!r}")
-    if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{name}:{key}: expected an integer, got {text!r}") from None
-    if kind is float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise ValueError(f"{name}:{key}: expected a number, got {text!r}") from None
-        return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
-    return text
+DEFENSES.register(
+    "fr",
+    _fr,
+    params_from=_fr_params,
+    builds=FrequencyRefinement,
+    help={
+        "pd": "priority-defence step (DC and lowest AC terms)",
+        "ac": "accuracy-compensation step",
+        "gd": "global-defence step (high frequencies)",
+        "pd_size": "PD band: u, v < pd_size",
+        "ac_size": "AC band: u, v < ac_size",
+        "quality": "JPEG-style quality scaling of the table (1..100)",
+        "pad": "padding to multiples of 8: edge | zero (paper-faithful)",
+        "clip": "clip the output to [0, 1]",
+        "gradient": _gradient_help(FrequencyRefinement),
+        "dtype": "arithmetic: auto | float32 | float64",
+        "table": "custom table: 64 (or 64*C) steps s0/s1/... row-major",
+        "file": "custom table: JSON file from FrequencyRefinement.to_file",
+    },
+)
+DEFENSES.register(
+    "jpeg",
+    _jpeg,
+    builds=Jpeg,
+    help={"q": "libjpeg quality 1..100", "gradient": _gradient_help(Jpeg)},
+)
+DEFENSES.register(
+    "fd",
+    FeatureDistillation,
+    summary="Feature Distillation (Liu et al. 2019)",
+    help={
+        "low": "step in the low band",
+        "high": "step elsewhere",
+        "low_size": "low band: u, v < low_size",
+        "pad": "edge | zero",
+        "clip": "clip the output to [0, 1]",
+        "gradient": _gradient_help(FeatureDistillation),
+    },
+)
+DEFENSES.register(
+    "bitdepth",
+    BitDepth,
+    summary="bit-depth reduction (Xu et al. 2018)",
+    help={"bits": "bits per channel 1..16", "gradient": _gradient_help(BitDepth)},
+)
+DEFENSES.register(
+    "median",
+    Median,
+    summary="median filter k x k",
+    help={"k": "odd window size 1..31", "gradient": _gradient_help(Median)},
+)
+DEFENSES.register(
+    "gaussian",
+    Gaussian,
+    summary="Gaussian blur",
+    help={"sigma": "blur sigma in pixels", "gradient": _gradient_help(Gaussian)},
+)
+DEFENSES.register("none", Identity, summary="no defence (identity)")
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -170,27 +169,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     Example:
         >>> parse_spec("fr:pd=30,pad=zero")
         ('fr', {'pd': 30, 'pad': 'zero'})
+        >>> parse_spec("fr:pd=60/2")
+        ('fr', {'pd': 30.0})
     """
-    if not isinstance(spec, str):
-        raise TypeError(f"spec: expected a string like 'fr:pd=30,ac=5,gd=60', got {spec!r}")
-    head = spec.partition(":")[0].strip().lower()
-    name, pairs = split_spec(spec, lambda item: f"{head}: expected key=value, got {item!r}")
-    name = name.lower()
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"defense: unknown name {name!r}; valid names: {', '.join(_REGISTRY)} "
-            "(see `segshield defenses`)"
-        )
-    entry = _REGISTRY[name]
-    params: dict[str, Any] = {}
-    for key, text in pairs:
-        if key not in entry.params:
-            valid = ", ".join(entry.params) or "(none)"
-            raise ValueError(f"{name}: unknown parameter {key!r}; valid parameters: {valid}")
-        if key in params:
-            raise ValueError(f"{name}: parameter {key!r} given twice")
-        params[key] = _parse_value(name, key, text, entry.params[key].kind)
-    return name, params
+    return DEFENSES.parse(spec)
 
 
 def get_defense(spec: str | Defense) -> Defense:
@@ -215,8 +197,7 @@ def get_defense(spec: str | Defense) -> Defense:
     """
     if isinstance(spec, Defense):
         return spec
-    name, params = parse_spec(spec)
-    return _REGISTRY[name].factory(**params)
+    return DEFENSES.build(spec)
 
 
 def list_defenses() -> list[dict[str, Any]]:
@@ -232,19 +213,17 @@ def list_defenses() -> list[dict[str, Any]]:
         ['fr', 'jpeg']
     """
     out = []
-    for name, e in _REGISTRY.items():
+    for d in DEFENSES.describe():
+        cls = DEFENSES.entry(d["name"]).builds
         out.append(
             {
-                "name": name,
-                "class": e.cls.__name__,
-                "summary": e.summary,
-                "params": {
-                    k: {"type": p.kind.__name__, "default": p.default, "help": p.help}
-                    for k, p in e.params.items()
-                },
-                "gradient": e.cls.gradients[0],
-                "gradients": tuple(e.cls.gradients),
-                "randomized": e.cls.randomized,
+                "name": d["name"],
+                "class": cls.__name__,
+                "summary": d["summary"],
+                "params": d["params"],
+                "gradient": cls.gradients[0],
+                "gradients": tuple(cls.gradients),
+                "randomized": cls.randomized,
             }
         )
     return out
