@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 
 from segshield._checks import check_number
+from segshield._registry import signature_params
 from segshield.attacks.base import Attack
 from segshield.attacks.losses import two_class_logits
 
@@ -178,6 +179,10 @@ def _is_adversarial(
     return others > own + confidence
 
 
+#: The settings' defaults, declared once (by :func:`cw_l2`).
+_DEFAULTS = {name: p.default for name, p in signature_params(cw_l2).items()}
+
+
 class CarliniWagnerL2(Attack):
     """Carlini-Wagner L2 attack for classifiers (registry name ``cw``).
 
@@ -222,12 +227,12 @@ class CarliniWagnerL2(Attack):
 
     def __init__(
         self,
-        confidence: float = 0.0,
-        c_init: float = 1e-2,
-        search_steps: int = 5,
-        steps: int = 100,
-        lr: float = 1e-2,
-        abort_early: bool = True,
+        confidence: float = _DEFAULTS["confidence"],
+        c_init: float = _DEFAULTS["c_init"],
+        search_steps: int = _DEFAULTS["search_steps"],
+        steps: int = _DEFAULTS["steps"],
+        lr: float = _DEFAULTS["lr"],
+        abort_early: bool = _DEFAULTS["abort_early"],
     ) -> None:
         self.confidence = float(check_number("confidence", confidence, low=0.0))
         self.c_init = float(check_number("c_init", c_init, low=0.0, low_inclusive=False))

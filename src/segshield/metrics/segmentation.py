@@ -84,38 +84,56 @@ def _ratio(num: torch.Tensor, den: torch.Tensor, gt_count: torch.Tensor) -> torc
     return torch.where(gt_empty_only, torch.full_like(out, float("nan")), out)
 
 
+def _iou(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    return _ratio(tp, tp + fp + fn, tp + fn)
+
+
+def _dice(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fn)
+
+
 def compute_iou(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> torch.Tensor:
-    """Intersection over union (Jaccard) per sample and class, SPEC §5 empty rules.
+    """Intersection over union (Jaccard) per sample and class: ``TP / (TP + FP + FN)``.
+
+    Empty-mask rules of docs/ALGORITHMS.md §5 (module docstring): 1 where both masks are
+    empty, NaN where only the ground truth is.
+
+    Args:
+        pred: predicted class ids.
+        target: ground-truth class ids; ``ignore_index`` pixels count nowhere.
+        num_classes: K >= 2.
+        ignore_index: target value to skip. Default 255.
 
     Shape:
         pred, target: ``(B, H, W)``; returns ``(B, K)`` float64.
+
+    Raises:
+        ValueError: shapes differ or ``num_classes`` < 2.
 
     Example:
         >>> p = torch.tensor([[[0, 1], [1, 1]]]); t = torch.tensor([[[0, 1], [0, 1]]])
         >>> compute_iou(p, t, 2)[0, 1].item()
         0.6666666666666666
     """
-    tp, fp, fn = confusion(pred, target, num_classes, ignore_index)
-    return _ratio(tp, tp + fp + fn, tp + fn)
+    return _iou(*confusion(pred, target, num_classes, ignore_index))
 
 
 def compute_dice(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> torch.Tensor:
-    """Dice (F1) per sample and class, SPEC §5 empty rules.
+    """Dice (F1) per sample and class: ``2 TP / (2 TP + FP + FN)``.
 
-    Shape:
-        pred, target: ``(B, H, W)``; returns ``(B, K)`` float64.
+    Arguments, shapes, errors and empty-mask rules as :func:`compute_iou`; per sample and
+    class ``dice = 2 iou / (1 + iou)``.
 
     Example:
-        >>> p = torch.tensor([[[0, 1], [1, 1]]]); t = torch.tensor([[[0, 1], [0, 1]]])
-        >>> compute_dice(p, t, 2)[0, 1].item()
-        0.8
+        >>> pred = torch.tensor([[[0, 2], [2, 1]]]); gt = torch.tensor([[[0, 2], [1, 1]]])
+        >>> compute_dice(pred, gt, 3).tolist()
+        [[1.0, 0.6666666666666666, 0.6666666666666666]]
     """
-    tp, fp, fn = confusion(pred, target, num_classes, ignore_index)
-    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fn)
+    return _dice(*confusion(pred, target, num_classes, ignore_index))
 
 
 def pixel_accuracy(
@@ -168,10 +186,8 @@ def region_scores(
     """
     out: dict[str, dict[str, torch.Tensor]] = {}
     for name, classes in regions.items():
-        p = region_mask(pred, classes)
-        t = region_mask(target, classes)
-        out[name] = {
-            "iou": compute_iou(p, t, 2, ignore_index)[:, 1],
-            "dice": compute_dice(p, t, 2, ignore_index)[:, 1],
-        }
+        tp, fp, fn = confusion(
+            region_mask(pred, classes), region_mask(target, classes), 2, ignore_index
+        )
+        out[name] = {"iou": _iou(tp, fp, fn)[:, 1], "dice": _dice(tp, fp, fn)[:, 1]}
     return out
