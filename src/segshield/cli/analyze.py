@@ -18,7 +18,7 @@ import json
 import logging
 from pathlib import Path
 
-from segshield.cli.tune import SPLITS, add_input_arguments, check_common_args, input_record
+from segshield.cli.tune import SPLITS, check_common_args, input_parser, input_record
 
 __all__ = ["add_parser", "validate", "run"]
 
@@ -27,13 +27,8 @@ log = logging.getLogger("segshield.cli.analyze")
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield analyze``."""
-    p = sub.add_parser(
-        "analyze",
-        help="frequency analysis: which DCT coefficients carry attack and segmentation",
-        description=__doc__.split("Example::")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_input_arguments(p)
+    help = "frequency analysis: which DCT coefficients carry attack and segmentation"
+    p = input_parser(sub, "analyze", help, __doc__)
     p.add_argument("--split", default="val", choices=SPLITS)
     p.add_argument("--step", type=float, default=30.0, help="quantisation step (default 30)")
     p.add_argument("-o", "--output", required=True, help="output folder")

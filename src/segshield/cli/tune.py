@@ -31,7 +31,7 @@ __all__ = [
     "add_parser",
     "validate",
     "run",
-    "add_input_arguments",
+    "input_parser",
     "check_common_args",
     "checkpoint_exists",
     "input_record",
@@ -47,8 +47,23 @@ log = logging.getLogger("segshield.cli.tune")
 SPLITS = ("train", "val", "test", "all")
 
 
-def add_input_arguments(p: argparse.ArgumentParser) -> None:
-    """The model, data and run arguments shared by ``tune`` and ``analyze``."""
+def input_parser(
+    sub: argparse._SubParsersAction, name: str, help: str, doc: str
+) -> argparse.ArgumentParser:
+    """A sub-command parser with the model, data and run arguments of ``tune``/``analyze``.
+
+    Args:
+        sub: the sub-parsers.
+        name: the command.
+        help: its one-line help.
+        doc: its module docstring (the description is the part before ``Example::``).
+    """
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=doc.split("Example::")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="checkpoint (X, X.safetensors or X.json)")
     p.add_argument("--data", required=True, help="data set spec KIND[:PATH], e.g. phantom-derm")
     p.add_argument("--attack", default="asma", help="attack spec (default asma)")
@@ -61,17 +76,12 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return p
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield tune``."""
-    p = sub.add_parser(
-        "tune",
-        help="tune the FR quantisation table to a data set and model",
-        description=__doc__.split("Example::")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_input_arguments(p)
+    p = input_parser(sub, "tune", "tune the FR quantisation table to a data set and model", __doc__)
     p.add_argument(
         "--max-benign-loss",
         default="0.01",
@@ -258,16 +268,8 @@ def read_split(args: argparse.Namespace, split: str, model: Any) -> Any:
     if size is None:
         size = model.config.get("input_size")
         size = tuple(size) if isinstance(size, list) else size
-    return load_split(
-        args.data,
-        split,
-        size=size,
-        seed=args.seed,
-        n=args.n,
-        limit=args.limit,
-        device=args.device,
-        arg_prefix="--",
-    )
+    kw = {"size": size, "seed": args.seed, "n": args.n, "limit": args.limit}
+    return load_split(args.data, split, **kw, device=args.device, arg_prefix="--")
 
 
 def load_inputs(args: argparse.Namespace, split: str) -> tuple[Any, Any, Any, Any]:

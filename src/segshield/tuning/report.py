@@ -211,7 +211,7 @@ def heldout_report(
     tuned: Candidate,
     regions: dict[str, tuple[int, ...]],
     config: TuneConfig,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[dict[str, Any]]]:
+) -> dict[str, Any]:
     """Held-out rows, the paired tuned-minus-paper difference and the Pareto rows.
 
     Args:
@@ -225,7 +225,7 @@ def heldout_report(
             ``heldout_all``).
 
     Returns:
-        ``(heldout, heldout_difference, pareto)`` as in :class:`TuneResult`.
+        The :class:`TuneResult` fields ``heldout``, ``heldout_difference`` and ``pareto``.
     """
     bs = config.batch_size
     points = [(r["benign_loss"], r["recovered_dice"]) for r in rows]
@@ -265,4 +265,5 @@ def heldout_report(
             heldout[f"jpeg:q={int(q)}"] = _score_transform(
                 model, d, data, adversarial, clean, regions, bs
             )
-    return heldout, difference, _pareto_rows(heldout, front, scored, by_key)
+    pareto = _pareto_rows(heldout, front, scored, by_key)
+    return {"heldout": heldout, "heldout_difference": difference, "pareto": pareto}

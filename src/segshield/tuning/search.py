@@ -122,9 +122,8 @@ def tune_table(
     validation = {"tuned": _validation_row(chosen), "paper": _validation_row(paper_row)}
     # 4. Held-out report: identity, paper, tuned, JPEG, and the validation Pareto front.
     rows = list(ev.seen.values())
-    heldout, difference, pareto = _report.heldout_report(
-        model, data, held_adv, rows, tuned, regions, config
-    )
+    report = _report.heldout_report(model, data, held_adv, rows, tuned, regions, config)
+    heldout = report["heldout"]
     log.info(
         "tuned table: %s; held-out recovered Dice %.4f (paper %.4f), benign loss %.4f "
         "(paper %.4f); %d new evaluations, %d cached",
@@ -141,9 +140,7 @@ def tune_table(
         candidate=tuned,
         feasible=feasible,
         validation=validation,
-        heldout=heldout,
-        heldout_difference=difference,
-        pareto=pareto,
+        **report,
         evaluations=_report.evaluation_rows(rows),
         n_evaluated=ev.n_new,
         n_cached=ev.n_cached,
