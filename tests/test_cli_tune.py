@@ -130,6 +130,7 @@ def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
         (["--channel-scales", "1,x"], "--channel-scales: expected comma-separated numbers"),
         (["--channel-scales", "0,1"], "--channel-scales"),
         (["--channel-scales", ""], "--channel-scales: expected at least one factor"),
+        (["--device", "tpu"], "--device: expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_tune_validate_rejects_bad_arguments(checkpoint, tmp_path, capsys, extra, message):

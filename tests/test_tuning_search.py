@@ -13,13 +13,17 @@ import pytest
 import torch
 from PIL import Image
 
+import segshield.tuning.objective as objective_mod
+import segshield.tuning.report as report_mod
 import segshield.tuning.search as search_mod
 from segshield.defenses.dct import zigzag_order
 from segshield.defenses.fr import FrequencyRefinement
 from segshield.tuning import (
     PAPER_CANDIDATE,
+    Candidate,
     SearchSpace,
-    band_table,
+    TuneConfig,
+    TuneData,
     dominating,
     pareto_front,
     pareto_png,
@@ -30,6 +34,8 @@ from segshield.tuning import (
 )
 from segshield.tuning.cache import EvalCache
 from segshield.tuning.plots import heatmap_image
+from segshield.tuning.space import layout_band_table as band_table
+from segshield.tuning.space import stack_tables
 
 
 class ThresholdModel(torch.nn.Module):
@@ -70,20 +76,18 @@ SMALL = SearchSpace(
 def _run(model=None, make_split=_split, **kw):
     vx, vm, va = make_split(6, 0)
     hx, hm, ha = make_split(6, 1)
-    args = dict(
+    splits = dict(
         val_images=vx,
         val_masks=vm,
         val_adversarial=va,
         heldout_images=hx,
         heldout_masks=hm,
         heldout_adversarial=ha,
-        budget=16,
-        jpeg_qualities=(),
-        space=SMALL,
-        max_benign_loss=0.02,
     )
-    args.update(kw)
-    return tune_table(model or ThresholdModel(), **args)
+    settings = dict(budget=16, jpeg_qualities=(), space=SMALL, max_benign_loss=0.02)
+    for k, v in kw.items():
+        (splits if k in splits else settings)[k] = v
+    return tune_table(model or ThresholdModel(), TuneData(**splits), TuneConfig(**settings))
 
 
 def _dice(model, x, m):
@@ -128,22 +132,22 @@ def test_neighbours_change_exactly_one_coordinate():
 
 
 def test_candidate_channel_scales_give_one_table_per_channel():
-    c = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1, 4, 2.5))
+    c = Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1, 4, 2.5))
     t = c.table()
     want = band_table("square", 2, 4, 30, 5, 60)
     assert t.shape == (3, 8, 8)
     for k, s in enumerate((1.0, 4.0, 2.5)):
         assert torch.equal(t[k], want * s)
     # All-ones scales are the shared table, with the shared table's key.
-    ones = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 1.0, 1.0))
+    ones = Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 1.0, 1.0))
     assert ones == PAPER_CANDIDATE and ones.key() == PAPER_CANDIDATE.key()
     assert "channel_scales" not in json.loads(PAPER_CANDIDATE.key())
     assert json.loads(c.key())["channel_scales"] == [1.0, 4.0, 2.5]
     with pytest.raises(ValueError, match="channel_scales"):
-        search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 0.0))
+        Candidate("square", 2, 4, 30.0, 5.0, 60.0, (1.0, 0.0))
     with pytest.raises(ValueError, match="one scale per image channel \\(1\\)"):
-        search_mod._stack_tables([c], 1)
-    stacked = search_mod._stack_tables([PAPER_CANDIDATE, c], 3)
+        stack_tables([c], 1)
+    stacked = stack_tables([PAPER_CANDIDATE, c], 3)
     assert stacked.shape == (2, 3, 8, 8) and torch.equal(stacked[0, 2], want)
 
 
@@ -159,7 +163,7 @@ def test_scale_choices_keep_one_channel_at_the_smallest_factor():
 
 def test_neighbours_move_one_channel_scale_to_any_other_factor():
     space = SearchSpace(channel_scales=(1.0, 2.0, 4.0))
-    start = search_mod.Candidate("square", 2, 4, 30.0, 5.0, 60.0, (2.0, 1.0, 4.0))
+    start = Candidate("square", 2, 4, 30.0, 5.0, 60.0, (2.0, 1.0, 4.0))
     moved = [n.channel_scales for n in space.neighbours(start, 3)]
     moved = [m for m in moved if m != (2.0, 1.0, 4.0)]
     want = [(1.0, 1.0, 4.0), (4.0, 1.0, 4.0), (2.0, 2.0, 4.0), (2.0, 4.0, 4.0)]
@@ -326,13 +330,14 @@ def test_search_reports_no_feasible_table(caplog):
 
 def test_search_resumes_from_its_cache_without_reevaluating(tmp_path, monkeypatch):
     scored = []
-    real = search_mod.tables_dice
+    real = objective_mod.tables_dice
 
     def counting(model, images, masks, tables, *a, **kw):
         scored.append(tables.shape[0])
         return real(model, images, masks, tables, *a, **kw)
 
-    monkeypatch.setattr(search_mod, "tables_dice", counting)
+    monkeypatch.setattr(objective_mod, "tables_dice", counting)  # validation
+    monkeypatch.setattr(report_mod, "tables_dice", counting)  # held-out
     cache = tmp_path / "c.jsonl"
     first = _run(cache=cache, seed=2)
     n_first = sum(scored)
@@ -410,20 +415,20 @@ def test_heldout_all_scores_every_searched_table_on_the_heldout_split():
     assert asdict(plain.candidate) in [r["layout"] for r in plain_tables]
     tables = [r for r in full.pareto if r["kind"] in ("front", "scored")]
     # Every table of the search once, front or scored.
-    keys = [search_mod._candidate(r["layout"]).key() for r in tables]
+    keys = [Candidate.from_layout(r["layout"]).key() for r in tables]
     assert len(keys) == len(set(keys)) == len(full.evaluations)
     # A scored row is what the model gives with that table on the held-out split.
     model = ThresholdModel()
     hx, hm, ha = _split(6, 1)
     row = next(r for r in full.pareto if r["kind"] == "scored")
-    fr = FrequencyRefinement.from_table(search_mod._candidate(row["layout"]).table().double())
+    fr = FrequencyRefinement.from_table(Candidate.from_layout(row["layout"]).table().double())
     clean = _dice(model, hx, hm)
     assert row["recovered_dice"] == pytest.approx(float(_dice(model, fr(ha), hm).mean()))
     assert row["benign_loss"] == pytest.approx(float((clean - _dice(model, fr(hx), hm)).mean()))
     # The count of tables beating the paper's is the brute-force one.
     paper = next(r for r in full.pareto if r["label"] == "paper")
     p = (paper["benign_loss"], paper["recovered_dice"])
-    others = [r for r in tables if search_mod._candidate(r["layout"]) != PAPER_CANDIDATE]
+    others = [r for r in tables if Candidate.from_layout(r["layout"]) != PAPER_CANDIDATE]
     want = [
         r
         for r in others

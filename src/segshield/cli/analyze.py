@@ -1,4 +1,4 @@
-"""``segshield analyze``: per-coefficient frequency analysis of attacks and model (issue 6).
+"""``segshield analyze``: per-coefficient frequency analysis of attacks and model.
 
 For each of the 64 coefficients of the 8x8 block DCT (0..255 scale): the mean energy of
 the adversarial perturbations vs of the clean images, and the benign Dice drop and
@@ -18,6 +18,8 @@ import json
 import logging
 from pathlib import Path
 
+from segshield.cli.tune import SPLITS, check_common_args, input_parser, input_record
+
 __all__ = ["add_parser", "validate", "run"]
 
 log = logging.getLogger("segshield.cli.analyze")
@@ -25,26 +27,10 @@ log = logging.getLogger("segshield.cli.analyze")
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield analyze``."""
-    p = sub.add_parser(
-        "analyze",
-        help="frequency analysis: which DCT coefficients carry attack and segmentation",
-        description=__doc__.split("Example::")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="checkpoint (X, X.safetensors or X.json)")
-    p.add_argument("--data", required=True, help="data set spec KIND[:PATH]")
-    p.add_argument("--attack", default="asma", help="attack spec (default asma)")
-    p.add_argument("--split", default="val", choices=("train", "val", "test", "all"))
-    p.add_argument("--limit", type=int, default=None, help="at most N images")
-    p.add_argument(
-        "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
-    )
-    p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    help = "frequency analysis: which DCT coefficients carry attack and segmentation"
+    p = input_parser(sub, "analyze", help, __doc__)
+    p.add_argument("--split", default="val", choices=SPLITS)
     p.add_argument("--step", type=float, default=30.0, help="quantisation step (default 30)")
-    p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     return p
 
@@ -57,7 +43,6 @@ def validate(args: argparse.Namespace) -> None:
         FileNotFoundError: the checkpoint is missing.
     """
     from segshield._checks import check_number
-    from segshield.cli.tune import check_common_args
 
     check_common_args(args)
     check_number("--step", args.step, low=0, low_inclusive=False)
@@ -68,6 +53,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Attack the undefended model, analyse, write JSON, heatmaps and the HTML section."""
+    from segshield import __version__
     from segshield.cli.tune import load_inputs
     from segshield.tuning import analysis_html, frequency_analysis
     from segshield.tuning.html import MAP_TITLES
@@ -94,18 +80,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     data = result.to_dict()
-    data["config"].update(
-        model=str(args.model),
-        data=args.data,
-        split=args.split,
-        attack=args.attack,
-        seed=args.seed,
-        limit=args.limit,
-        n=args.n,
-        size=args.size,
-    )
-    from segshield import __version__
-
+    inputs = {"split": args.split, "attack": args.attack, "seed": args.seed}
+    data["config"].update(input_record(args, **inputs))
     data["version"] = __version__
     atomic_write_bytes(out / "analysis.json", (json.dumps(data, indent=1) + "\n").encode())
     for key, (title, log_scale, signed) in MAP_TITLES.items():

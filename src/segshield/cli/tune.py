@@ -1,4 +1,4 @@
-"""``segshield tune``: tune the FR table to a data set and model (issue 6).
+"""``segshield tune``: tune the FR table to a data set and model.
 
 Searches FR band layouts, steps and (colour images) per-channel factors of the table
 (``--channel-scales``) on the validation split for the best recovered Dice under the
@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,13 @@ __all__ = [
     "add_parser",
     "validate",
     "run",
-    "load_inputs",
-    "checkpoint_exists",
+    "input_parser",
     "check_common_args",
+    "checkpoint_exists",
+    "input_record",
+    "load_inputs",
+    "load_model",
+    "read_split",
     "parse_floats",
     "parse_ints",
 ]
@@ -44,16 +47,41 @@ log = logging.getLogger("segshield.cli.tune")
 SPLITS = ("train", "val", "test", "all")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``segshield tune``."""
+def input_parser(
+    sub: argparse._SubParsersAction, name: str, help: str, doc: str
+) -> argparse.ArgumentParser:
+    """A sub-command parser with the model, data and run arguments of ``tune``/``analyze``.
+
+    Args:
+        sub: the sub-parsers.
+        name: the command.
+        help: its one-line help.
+        doc: its module docstring (the description is the part before ``Example::``).
+    """
     p = sub.add_parser(
-        "tune",
-        help="tune the FR quantisation table to a data set and model",
-        description=__doc__.split("Example::")[0],
+        name,
+        help=help,
+        description=doc.split("Example::")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="checkpoint (X, X.safetensors or X.json)")
     p.add_argument("--data", required=True, help="data set spec KIND[:PATH], e.g. phantom-derm")
+    p.add_argument("--attack", default="asma", help="attack spec (default asma)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--limit", type=int, default=None, help="at most N images per split")
+    p.add_argument(
+        "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
+    )
+    p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
+    p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return p
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``segshield tune``."""
+    p = input_parser(sub, "tune", "tune the FR quantisation table to a data set and model", __doc__)
     p.add_argument(
         "--max-benign-loss",
         default="0.01",
@@ -68,7 +96,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="margin of the benign-loss bound in standard errors of the per-image losses "
         "(paired with the paper table's for 'paper'); 0 compares the plain mean (default 1)",
     )
-    p.add_argument("--attack", default="asma", help="attack spec (default asma)")
     p.add_argument(
         "--adaptive",
         action="store_true",
@@ -88,19 +115,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also score every table of the search on the held-out split (a report: "
         "does any table beat the paper's there?); the choice stays the validation split's",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--resume", action="store_true", help="reuse TABLE.cache.jsonl")
-    p.add_argument("--limit", type=int, default=None, help="at most N images per split")
-    p.add_argument(
-        "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
-    )
-    p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
     p.add_argument("--val-split", default="val", choices=SPLITS, help="search split (val)")
     p.add_argument("--heldout-split", default="test", choices=SPLITS, help="report split (test)")
-    p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
     p.add_argument("--jpeg", default="50,75,90", help="JPEG qualities to compare (50,75,90)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-o", "--output", required=True, help="output table JSON")
     return p
 
@@ -140,8 +158,12 @@ def _parse_list(name: str, text: str, convert: Any, what: str) -> list[Any]:
 
 
 def check_common_args(args: argparse.Namespace) -> None:
-    """Checks shared by ``tune`` and ``analyze``: model, data, seed, sizes, attack."""
+    """Checks shared by ``tune`` and ``analyze``: model, data, seed, sizes, attack, device.
+
+    ``args.device`` becomes a ``torch.device`` (``auto`` resolved).
+    """
     from segshield._checks import check_number
+    from segshield.utils.device import resolve_device
 
     if not checkpoint_exists(args.model):
         raise FileNotFoundError(
@@ -165,6 +187,7 @@ def check_common_args(args: argparse.Namespace) -> None:
         from segshield.attacks import get_attack
 
         get_attack(args.attack)
+    args.device = resolve_device(args.device, arg="--device")
 
 
 def parse_bound(text: str | float) -> float | str:
@@ -174,7 +197,7 @@ def parse_bound(text: str | float) -> float | str:
         ValueError: anything else (the message names the flag and the choices).
     """
     from segshield._checks import check_number
-    from segshield.tuning.search import BOUND_RULES
+    from segshield.tuning.config import BOUND_RULES
 
     if text in BOUND_RULES:
         return str(text)
@@ -223,61 +246,68 @@ def _cache_path(out: Path) -> Path:
     return out.with_name(out.stem + ".cache.jsonl")
 
 
+def load_model(args: argparse.Namespace) -> Any:
+    """The ``--model`` checkpoint on ``--device``."""
+    from segshield.models import load
+
+    return load(args.model, map_location=args.device)
+
+
+def read_split(args: argparse.Namespace, split: str, model: Any) -> Any:
+    """A split of ``--data`` as tensors on ``--device`` (``--size`` default: the model's).
+
+    Returns:
+        :class:`~segshield.data.splits.SplitTensors` (images, masks, regions).
+
+    Raises:
+        ValueError: images of different sizes (pass ``--size``) or fewer than 2 items.
+    """
+    from segshield.data.splits import load_split
+
+    size = args.size
+    if size is None:
+        size = model.config.get("input_size")
+        size = tuple(size) if isinstance(size, list) else size
+    kw = {"size": size, "seed": args.seed, "n": args.n, "limit": args.limit}
+    return load_split(args.data, split, **kw, device=args.device, arg_prefix="--")
+
+
 def load_inputs(args: argparse.Namespace, split: str) -> tuple[Any, Any, Any, Any]:
     """Model, images ``(B, C, H, W)``, masks ``(B, H, W)`` and regions for a split.
 
     Raises:
         ValueError: images of different sizes (pass ``--size``) or an empty split.
     """
-    import torch
-
-    from segshield.data import load_dataset
-    from segshield.models import load
-
-    model = load(args.model, map_location=args.device)
-    size = args.size
-    if size is None:
-        size = model.config.get("input_size")
-        size = tuple(size) if isinstance(size, list) else size
-    extra = {} if args.n is None else {"n": args.n}
-    ds = load_dataset(args.data, size=size, split=split, seed=args.seed, **extra)
-    n = len(ds) if args.limit is None else min(len(ds), args.limit)
-    if n < 2:
-        raise ValueError(f"--data: split {split!r} has {len(ds)} item(s); need at least 2")
-    items = [ds[i] for i in range(n)]
-    shapes = {tuple(it["image"].shape) for it in items}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"--size: images of split {split!r} differ in size {sorted(shapes)}; pass --size"
-        )
-    images = torch.stack([it["image"] for it in items]).to(args.device)
-    masks = torch.stack([it["mask"] for it in items]).to(args.device)
-    return model, images, masks, dict(ds.regions)
+    model = load_model(args)
+    return (model, *read_split(args, split, model))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the search and write the table, the plots and the cache."""
-    import torch
+def input_record(args: argparse.Namespace, **middle: Any) -> dict[str, Any]:
+    """The inputs of a run for its JSON: model, data, ``middle``, limit, n and size."""
+    return {
+        "model": str(args.model),
+        "data": args.data,
+        **middle,
+        "limit": args.limit,
+        "n": args.n,
+        "size": args.size,
+    }
 
-    from segshield.tuning import SearchSpace, tables_beating_paper, tune_table
-    from segshield.tuning.plots import pareto_png, pareto_svg
-    from segshield.utils.imageio import atomic_write_bytes
-    from segshield.utils.seed import seed_everything
 
-    seed_everything(args.seed)
-    out = Path(args.output)
-    model, val_x, val_m, regions = load_inputs(args, args.val_split)
+def _tune_data(args: argparse.Namespace, model: Any) -> tuple[Any, dict[str, tuple[int, ...]]]:
+    """The validation and held-out splits (one split halved when both name it), regions."""
+    from segshield.data.splits import divide_split
+    from segshield.tuning import TuneData
+
+    val = read_split(args, args.val_split, model)
     if args.heldout_split == args.val_split:
         # One split (e.g. ISIC 2017 validation): two disjoint halves, seeded.
-        if val_x.shape[0] < 4:
+        if val.images.shape[0] < 4:
             raise ValueError(
                 f"--limit: dividing split {args.val_split!r} needs at least 4 images, got "
-                f"{val_x.shape[0]}"
+                f"{val.images.shape[0]}"
             )
-        perm = torch.randperm(val_x.shape[0], generator=torch.Generator().manual_seed(args.seed))
-        half = val_x.shape[0] // 2
-        held_x, held_m = val_x[perm[half:]], val_m[perm[half:]]
-        val_x, val_m = val_x[perm[:half]], val_m[perm[:half]]
+        (val_x, val_m), (held_x, held_m) = divide_split(val.images, val.masks, args.seed)
         log.info(
             "split %r divided into %d validation and %d held-out images",
             args.val_split,
@@ -285,48 +315,32 @@ def run(args: argparse.Namespace) -> int:
             held_x.shape[0],
         )
     else:
-        _, held_x, held_m, _ = load_inputs(args, args.heldout_split)
+        held = read_split(args, args.heldout_split, model)
+        (val_x, val_m), (held_x, held_m) = (val.images, val.masks), (held.images, held.masks)
     if "all" in (args.val_split, args.heldout_split) and args.val_split != args.heldout_split:
         log.warning("--val-split/--heldout-split 'all' overlaps the other split")
-    result = tune_table(
-        model,
-        val_images=val_x,
-        val_masks=val_m,
-        heldout_images=held_x,
-        heldout_masks=held_m,
-        attack=args.attack,
-        max_benign_loss=args.max_benign_loss,
-        benign_se=args.benign_se,
-        budget=args.budget,
-        seed=args.seed,
-        adaptive=args.adaptive,
-        adaptive_top_k=args.adaptive_top_k,
-        cache=_cache_path(out),
-        resume=args.resume,
+    return TuneData(val_x, val_m, held_x, held_m), val.regions
+
+
+def _tune_config(args: argparse.Namespace, regions: dict[str, tuple[int, ...]]) -> Any:
+    from segshield.tuning import SearchSpace, TuneConfig
+
+    scales = tuple(parse_floats("--channel-scales", args.channel_scales))
+    keys = ("attack", "max_benign_loss", "benign_se", "budget", "seed", "adaptive")
+    keys += ("adaptive_top_k", "resume", "pad", "batch_size", "heldout_all")
+    return TuneConfig(
+        **{k: getattr(args, k) for k in keys},
+        cache=_cache_path(Path(args.output)),
         regions=regions,
-        pad=args.pad,
         jpeg_qualities=parse_ints("--jpeg", args.jpeg),
-        space=SearchSpace(
-            channel_scales=tuple(parse_floats("--channel-scales", args.channel_scales))
-        ),
-        batch_size=args.batch_size,
-        heldout_all=args.heldout_all,
+        space=SearchSpace(channel_scales=scales),
     )
-    data = result.to_dict()
-    data["config"].update(
-        model=str(args.model),
-        data=args.data,
-        val_split=args.val_split,
-        heldout_split=args.heldout_split,
-        limit=args.limit,
-        n=args.n,
-        size=args.size,
-    )
-    atomic_write_bytes(out, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
-    title = "held-out: recovered Dice vs benign Dice loss"
-    pareto_png(out.with_name(out.stem + ".pareto.png"), result.pareto, title)
-    svg = pareto_svg(result.pareto, title)
-    atomic_write_bytes(out.with_name(out.stem + ".pareto.svg"), svg.encode("utf-8"))
+
+
+def _print_summary(result: Any, heldout_all: bool) -> None:
+    """The held-out rows, the paired gap and the count of tables beating the paper's."""
+    from segshield.tuning import tables_beating_paper
+
     for name in ("paper", "tuned"):
         row = result.heldout[name]
         print(
@@ -343,7 +357,28 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"held-out: {len(beating)} of {n_tables} other tables scored there beat the paper "
         "table (benign loss <= and recovered Dice >=, one strictly)"
-        + ("" if args.heldout_all else "; --heldout-all scores every table of the search")
+        + ("" if heldout_all else "; --heldout-all scores every table of the search")
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the search and write the table, the plots and the cache."""
+    from segshield.tuning import tune_table
+    from segshield.tuning.plots import pareto_png, pareto_svg
+    from segshield.utils.imageio import atomic_write_bytes
+    from segshield.utils.seed import seed_everything
+
+    seed_everything(args.seed)
+    out = Path(args.output)
+    model = load_model(args)
+    data, regions = _tune_data(args, model)
+    result = tune_table(model, data, _tune_config(args, regions))
+    splits = {"val_split": args.val_split, "heldout_split": args.heldout_split}
+    result.to_file(out, **input_record(args, **splits))
+    title = "held-out: recovered Dice vs benign Dice loss"
+    pareto_png(out.with_name(out.stem + ".pareto.png"), result.pareto, title)
+    svg = pareto_svg(result.pareto, title)
+    atomic_write_bytes(out.with_name(out.stem + ".pareto.svg"), svg.encode("utf-8"))
+    _print_summary(result, args.heldout_all)
     print(f"wrote {out}")
     return 0 if result.feasible else 1

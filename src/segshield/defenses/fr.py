@@ -384,11 +384,16 @@ class FrequencyRefinement(Defense):
         kwargs.update(overrides)
         return cls.from_table(data["table"], **kwargs)
 
-    def to_file(self, path: str | Path) -> None:
+    def to_file(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write the table and settings as JSON (atomically); :meth:`from_file` reads it.
 
         Args:
             path: destination ``.json`` file.
+            extra: more JSON entries stored after the settings (e.g. the tuner's report);
+                :meth:`from_file` ignores them. Default None.
+
+        Raises:
+            ValueError: an ``extra`` entry named like one of the settings.
         """
         from segshield.utils.imageio import atomic_write_bytes
 
@@ -401,6 +406,10 @@ class FrequencyRefinement(Defense):
             "gradient": self.gradient,
             "compute_dtype": _dtype_name(self.compute_dtype),
         }
+        clash = sorted(set(extra or {}) & set(data))
+        if clash:
+            raise ValueError(f"extra: {clash} would replace the FR settings; rename them")
+        data.update(extra or {})
         atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
     # -- Defense interface ------------------------------------------------------------

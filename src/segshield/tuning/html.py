@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from segshield.tuning.plots import heatmap_png, pareto_svg
-from segshield.tuning.search import tables_beating_paper
+from segshield.tuning.report import tables_beating_paper
 
 __all__ = ["analysis_html", "tuning_html", "MAP_TITLES"]
 
