@@ -37,20 +37,22 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from segshield.utils.imageio import ImageReadError, read_image, write_png  # noqa: E402
+from segshield.utils.imageio import ImageReadError, encode_png16, read_image, write_png  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[1]
+_THIS_READ = "**this tree: read_image (from disk)**"
+_THIS_WRITE = "**this tree: write_png (to disk, fsync)**"
 
 
 def make_image16(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Smooth 16-bit RGB background with soft blobs and mild noise (a scanned photo)."""
+    """Smooth 16-bit RGB "photo": low-frequency cosine waves per channel and mild noise."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([0.6 + 0.2 * xx, 0.4 + 0.2 * yy, 0.3 + 0.1 * xx * yy], axis=-1)
-    for _ in range(6):
-        cy, cx, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.25)
-        blob = np.exp(-((yy * max(h, w) / h - cy) ** 2 + (xx * max(h, w) / w - cx) ** 2) / r**2)
-        img -= 0.3 * blob[..., None] * rng.uniform(0.3, 1.0, 3)
+    y = np.linspace(0.0, 1.0, h)[:, None, None]
+    x = np.linspace(0.0, 1.0, w)[None, :, None]
+    img = np.full((h, w, 3), 0.5)
+    for _ in range(8):
+        fy, fx = rng.uniform(0.5, 4.0, 2)
+        img += 0.06 * np.cos(2 * np.pi * (fy * y + fx * x) + rng.uniform(0, 2 * np.pi, 3))
     img += rng.normal(0, 0.004, img.shape)
     return (np.clip(img, 0, 1) * 65535).round().astype(np.uint16)
 
@@ -75,21 +77,28 @@ def load_baseline(rev: str):
     return mod, ""
 
 
-def timed(fn: Callable[[], object], repeats: int, budget_s: float = 3.0) -> tuple[float, object]:
-    """Best (minimum) seconds over up to ``repeats`` calls (fewer once ``budget_s`` is spent).
+def race(
+    fns: dict[str, Callable[[], object]], repeats: int, budget_s: float = 4.0
+) -> dict[str, tuple[float, object]]:
+    """Best (minimum) seconds of each function, called in turns, and its first result.
 
-    The minimum, not the median: on a shared machine other jobs only ever add time.
+    Round robin (one call of each per round) so that a change in the machine's load
+    falls on all of them alike; the minimum, not the median, as other jobs only ever add
+    time. A function drops out once it has spent ``budget_s`` (the slow pure-Python ones).
     """
-    out = fn()  # warm-up, and the value checked for exactness
-    times: list[float] = []
-    start = time.perf_counter()
+    outs = {name: fn() for name, fn in fns.items()}  # warm-up, and the values checked
+    best = dict.fromkeys(fns, float("inf"))
+    spent = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s:
-            break
-    return min(times), out
+        for name, fn in fns.items():
+            if spent[name] > budget_s:
+                continue
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            best[name] = min(best[name], dt)
+            spent[name] += dt
+    return {name: (best[name], outs[name]) for name in fns}
 
 
 def _cv2():
@@ -164,46 +173,43 @@ def _ratio(t: float, base: float | None) -> str:
 def bench_png(img: np.ndarray, old, repeats: int, tmp: Path) -> None:
     import imagecodecs
 
-    files = {"Sub rows (old encoder)": None, "adaptive rows (libpng)": imagecodecs.png_encode(img)}
-    files["Sub rows (old encoder)"] = (
-        old.encode_png16(img)
-        if old is not None
-        else imagecodecs.png_encode(img, level=6, filter=imagecodecs.PNG.FILTER.SUB)
-    )
+    sub = old.encode_png16(img) if old is not None else encode_png16(img)
+    files = {"Sub rows (old encoder)": sub, "adaptive rows (libpng)": imagecodecs.png_encode(img)}
     print("\n## Decode 16-bit RGB PNG (ms, best of --repeats; ratio to the old codec)\n")
     print("| decoder | " + " | ".join(f"{k} ms | ratio | check" for k in files) + " |")
     print("|---|" + "---:|---:|---|" * len(files))
-    base: dict[str, float] = {}
-    for name, dec in decoders(old).items():
-        cells = []
-        for fname, data in files.items():
-            t, got = timed(lambda dec=dec, data=data: dec(data), repeats)
-            base.setdefault(fname, t)
-            cells.append(f"{1e3 * t:.1f} | {_ratio(t, base[fname])} | {_exact(got, img)}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    cells = []
+    results = {}
     for fname, data in files.items():
         path = tmp / f"{fname[:3]}.png"
         path.write_bytes(data)
-        t, got = timed(lambda path=path: read_image(path), repeats)
-        cells.append(f"{1e3 * t:.1f} | {_ratio(t, base[fname])} | {_exact(got, img)}")
-    print("| **this tree: read_image (from disk)** | " + " | ".join(cells) + " |")
+        fns = {name: (lambda dec=dec, data=data: dec(data)) for name, dec in decoders(old).items()}
+        fns[_THIS_READ] = lambda path=path: read_image(path)
+        results[fname] = race(fns, repeats)
+    for name in results[next(iter(files))]:
+        cells = []
+        for res in results.values():
+            t, got = res[name]
+            base = next(iter(res.values()))[0]
+            cells.append(f"{1e3 * t:.1f} | {_ratio(t, base)} | {_exact(got, img)}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
     print("\n## Encode 16-bit RGB PNG (ms, best of --repeats; ratio to the old codec)\n")
     print("| encoder | ms | ratio | size (MB) | check |")
     print("|---|---:|---:|---:|---|")
-    first: float | None = None
-    for name, enc in encoders(old).items():
-        t, data = timed(lambda enc=enc: enc(img), repeats)
-        first = first or t
-        check = _exact(imagecodecs.png_decode(data), img)
-        print(f"| {name} | {1e3 * t:.1f} | {_ratio(t, first)} | {len(data) / 1e6:.2f} | {check} |")
     path = tmp / "w.png"
-    t, _ = timed(lambda: write_png(path, img), repeats)
-    check = _exact(read_image(path), img)
-    size = path.stat().st_size / 1e6
-    print(f"| **this tree: write_png (to disk)** | {1e3 * t:.1f} | {_ratio(t, first)} "
-          f"| {size:.2f} | {check} |")  # fmt: skip
+    fns = {name: (lambda enc=enc: enc(img)) for name, enc in encoders(old).items()}
+    if old is not None:
+        old_path = tmp / "w_old.png"
+        fns["old: write_png (to disk, fsync)"] = lambda: (
+            old.write_png(old_path, img),
+            old_path.read_bytes(),
+        )[1]
+    fns[_THIS_WRITE] = lambda: (write_png(path, img), path.read_bytes())[1]
+    res = race(fns, repeats)
+    base = next(iter(res.values()))[0]
+    for name, (t, data) in res.items():
+        check = _exact(imagecodecs.png_decode(data), img)
+        print(f"| {name} | {1e3 * t:.1f} | {_ratio(t, base)} | {len(data) / 1e6:.2f} | {check} |")
 
 
 def bench_tiff(img: np.ndarray, repeats: int, tmp: Path) -> None:
@@ -234,18 +240,20 @@ def bench_tiff(img: np.ndarray, repeats: int, tmp: Path) -> None:
             lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1],
         ),
     }
-    for name, (enc, dec) in rows.items():
-        te, data = timed(lambda enc=enc: enc(img), repeats)
-        td, got = timed(lambda dec=dec, data=data: dec(data), repeats)
-        print(f"| {name} | {1e3 * te:.1f} | {1e3 * td:.1f} | {_exact(got, img)} |")
+    encoded = race({name: (lambda enc=enc: enc(img)) for name, (enc, _) in rows.items()}, repeats)
+    fns = {
+        name: (lambda dec=dec, data=encoded[name][1]: dec(data)) for name, (_, dec) in rows.items()
+    }
     path = tmp / "x.tif"
     path.write_bytes(tf_write(img))
     try:
-        td, got = timed(lambda: read_image(path), repeats)
-    except ImageReadError as exc:  # the old reader refuses 16-bit colour TIFF
-        print(f"| **this tree: read_image (from disk)** | - | - | refused: {exc} |")
-        return
-    print(f"| **this tree: read_image (from disk)** | - | {1e3 * td:.1f} | {_exact(got, img)} |")
+        read_image(path)
+        fns[_THIS_READ] = lambda: read_image(path)
+    except ImageReadError as exc:  # the old reader refused 16-bit colour TIFF
+        print(f"| {_THIS_READ} | - | - | refused: {exc} |")
+    for name, (td, got) in race(fns, repeats).items():
+        te = f"{1e3 * encoded[name][0]:.1f}" if name in encoded else "-"
+        print(f"| {name} | {te} | {1e3 * td:.1f} | {_exact(got, img)} |")
 
 
 def main(argv: list[str] | None = None) -> None:
