@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -153,9 +154,11 @@ def minimal_tiff_rgb16(arr: np.ndarray) -> bytes:
 
 def test_tiff_support(tmp_path):
     p16 = tmp_path / "rgb16.tif"
-    p16.write_bytes(minimal_tiff_rgb16(rand16((4, 5, 3))))
-    with pytest.raises(ImageReadError, match="rgb16.tif.*16-bit colour TIFF"):
-        read_image(p16)
+    rgb16 = rand16((4, 5, 3))
+    p16.write_bytes(minimal_tiff_rgb16(rgb16))
+    back = read_image(p16)  # libtiff: the 16 bits are kept (Pillow would drop them)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, rgb16)
     grey = rand16((6, 7))
     Image.fromarray(grey).save(tmp_path / "g16.tif")
     np.testing.assert_array_equal(read_image(tmp_path / "g16.tif")[:, :, 0], grey)
@@ -183,3 +186,99 @@ def _png8() -> bytes:
 def test_codec_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- the libpng/libtiff path (imagecodecs) ------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.mark.parametrize(
+    ("shape", "compression"),
+    [((6, 7, 3), "deflate"), ((6, 7, 3), "lzw"), ((5, 4, 4), None), ((5, 4, 4), "packbits")],
+)  # Pillow identifies contiguous samples only (planar "separate" stays unreadable, as before)
+def test_tiff16_colour_layouts_read_exactly(tmp_path, shape, compression):
+    imagecodecs = pytest.importorskip("imagecodecs")
+    arr = rand16(shape, seed=shape[2])
+    path = tmp_path / "c16.tiff"
+    data = imagecodecs.tiff_encode(arr, compression=compression)
+    path.write_bytes(data)
+    back = read_image(path)
+    assert back.dtype == np.uint16 and back.shape == shape
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_png16_transparent_colour_keeps_three_channels(tmp_path):
+    # tRNS names one RGB colour as transparent; like 8-bit RGB PNG (Pillow) the image stays
+    # RGB and keeps its values (libpng alone would add an alpha channel)
+    arr = rand16((5, 6, 3), seed=3)
+    png = encode_png16(arr)
+    ihdr_end = 8 + 25
+    path = tmp_path / "trns.png"
+    path.write_bytes(
+        png[:ihdr_end] + _chunk(b"tRNS", arr[0, 0].astype(">u2").tobytes()) + png[ihdr_end:]
+    )
+    back = read_image(path)
+    assert back.shape == (5, 6, 3)
+    np.testing.assert_array_equal(back, arr)
+
+
+@pytest.mark.parametrize("shape", [(9, 8, 3), (9, 8, 4), (9, 8, 2), (9, 8)])
+def test_encoder_writes_16_bit_sub_filtered_rows(shape):
+    arr = rand16(shape, seed=len(shape))
+    data = encode_png16(arr)
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    assert (w, h, depth) == (8, 9, 16)
+    assert ctype == {(9, 8): 0, (9, 8, 2): 4, (9, 8, 3): 2, (9, 8, 4): 6}[shape]
+    idat = b"".join(
+        data[i + 4 : i + 4 + struct.unpack(">I", data[i - 4 : i])[0]]
+        for i in range(len(data)) if data[i : i + 4] == b"IDAT"
+    )  # fmt: skip
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(9, -1)
+    assert set(rows[:, 0].tolist()) == {1}  # "Sub" on every row
+    np.testing.assert_array_equal(decode_png16(data)[..., 0], arr if arr.ndim == 2 else arr[..., 0])
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [rand16((7, 9, 3)).astype(np.uint8), rand16((7, 9, 4)).astype(np.uint8),
+     rand16((7, 9)).astype(np.uint8), rand16((7, 9))],
+    ids=["rgb8", "rgba8", "grey8", "grey16"],
+)  # fmt: skip
+def test_pillow_files_are_byte_identical_to_pillow(tmp_path, arr):
+    # 8-bit and 16-bit grey PNGs are Pillow's bytes, as before imagecodecs came in
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    write_png(tmp_path / "x.png", arr)
+    assert (tmp_path / "x.png").read_bytes() == buf.getvalue()
+
+
+def test_without_imagecodecs_16_bit_colour_names_the_extra(tmp_path, monkeypatch):
+    rgb16 = rand16((4, 5, 3))
+    (tmp_path / "c.png").write_bytes(encode_png16(rgb16))
+    (tmp_path / "c.tif").write_bytes(minimal_tiff_rgb16(rgb16))
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import now fails
+    for name in ("c.png", "c.tif"):
+        with pytest.raises(ImageReadError, match=rf"{name}.*segshield\[image16\]"):
+            read_image(tmp_path / name)
+    with pytest.raises(ImportError, match=r"imagecodecs: pip install 'segshield\[image16\]'"):
+        write_png(tmp_path / "out.png", rgb16)
+    assert not (tmp_path / "out.png").exists()
+    for arr in (rgb16.astype(np.uint8), rgb16[:, :, 0]):  # Pillow still does 8-bit and grey
+        write_png(tmp_path / "p.png", arr)
+        np.testing.assert_array_equal(
+            read_image(tmp_path / "p.png")[..., 0], arr.reshape(4, 5, -1)[..., 0]
+        )
+
+
+def test_corrupt_image_data_with_good_crcs_is_named(tmp_path):
+    arr = rand16((8, 8, 3))
+    png = encode_png16(arr)
+    ihdr_end = 8 + 25
+    junk = _chunk(b"IDAT", b"not zlib data at all")
+    path = tmp_path / "junk16.png"
+    path.write_bytes(png[:ihdr_end] + junk + _chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError, match="junk16.png.*corrupt PNG image data"):
+        read_image(path)

@@ -12,7 +12,76 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["smooth_noise", "grid", "stroke_layer", "blur", "to_uint8"]
+from segshield._checks import check_number
+
+__all__ = [
+    "parse_size",
+    "phantom_canvas",
+    "smooth_noise",
+    "grid",
+    "stroke_layer",
+    "blur",
+    "blend",
+    "to_uint8",
+]
+
+
+def parse_size(size: int | tuple[int, int] | list[int], name: str = "size") -> tuple[int, int]:
+    """Normalise an image size to ``(H, W)``.
+
+    Args:
+        size: an int (square) or a pair ``(H, W)``; each side in ``[8, 8192]``.
+        name: argument name for error messages.
+
+    Returns:
+        ``(H, W)`` as ints.
+
+    Raises:
+        TypeError: not an int or a pair of ints.
+        ValueError: a side outside ``[8, 8192]``.
+    """
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (H, W), got {size!r}")
+        h, w = size
+    else:
+        h = w = size
+    for side in (h, w):
+        check_number(name, side, low=8, high=8192, integer=True)
+    return int(h), int(w)
+
+
+def phantom_canvas(
+    size: int | tuple[int, int], seed: int, index: int, stream: int
+) -> tuple[np.random.Generator, tuple[int, int], np.ndarray, np.ndarray, float]:
+    """Checked arguments of a phantom maker, its random stream and its pixel grid.
+
+    Args:
+        size: ``int`` (square) or ``(H, W)``, each side in ``[8, 8192]``.
+        seed: data-set seed, ``>= 0``.
+        index: image index within the data set, ``>= 0``.
+        stream: which phantom family draws (1 dermoscopy, 2 fundus), so that families
+            with the same ``(seed, index)`` draw unrelated numbers.
+
+    Returns:
+        ``(rng, (H, W), u, v, s)``: ``numpy.random.default_rng([seed, index, stream])``
+        and :func:`grid` of ``(H, W)``.
+
+    Raises:
+        TypeError: ``seed`` or ``index`` not an integer, ``size`` of the wrong type.
+        ValueError: negative ``seed``/``index`` or a side outside ``[8, 8192]``.
+
+    Example:
+        >>> rng, hw, u, v, s = phantom_canvas((8, 16), seed=0, index=2, stream=1)
+        >>> hw, u.shape, s
+        ((8, 16), (8, 16), 8.0)
+    """
+    h, w = parse_size(size)
+    check_number("seed", seed, low=0, integer=True)
+    check_number("index", index, low=0, integer=True)
+    rng = np.random.default_rng([int(seed), int(index), stream])
+    u, v, s = grid((h, w))
+    return rng, (h, w), u, v, s
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: float) -> np.ndarray:
@@ -91,6 +160,11 @@ def blur(a: np.ndarray, sigma: float) -> np.ndarray:
             acc += wgt * (p[i : i + n] if axis == 0 else p[:, i : i + n])
         out = acc
     return out
+
+
+def blend(img: np.ndarray, layer: np.ndarray, colour, k: float) -> np.ndarray:
+    """Paint ``colour`` over ``img`` ``(H, W, 3)`` with opacity ``k * layer`` (``(H, W)``)."""
+    return img * (1 - k * layer[..., None]) + colour * k * layer[..., None]
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

@@ -23,8 +23,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from segshield._checks import check_number
-from segshield.data._render import blur, grid, smooth_noise, stroke_layer, to_uint8
+from segshield.data._render import (
+    blend,
+    blur,
+    parse_size,
+    phantom_canvas,
+    smooth_noise,
+    stroke_layer,
+    to_uint8,
+)
 
 __all__ = ["Phantom", "make_derm_phantom", "parse_size"]
 
@@ -54,31 +61,6 @@ class Phantom(NamedTuple):
     image: np.ndarray
     mask: np.ndarray
     meta: dict
-
-
-def parse_size(size: int | tuple[int, int] | list[int], name: str = "size") -> tuple[int, int]:
-    """Normalise an image size to ``(H, W)``.
-
-    Args:
-        size: an int (square) or a pair ``(H, W)``; each side in ``[8, 8192]``.
-        name: argument name for error messages.
-
-    Returns:
-        ``(H, W)`` as ints.
-
-    Raises:
-        TypeError: not an int or a pair of ints.
-        ValueError: a side outside ``[8, 8192]``.
-    """
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise ValueError(f"{name}: expected an int or a pair (H, W), got {size!r}")
-        h, w = size
-    else:
-        h = w = size
-    for side in (h, w):
-        check_number(name, side, low=8, high=8192, integer=True)
-    return int(h), int(w)
 
 
 def _lesion_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, asym: float):
@@ -114,7 +96,8 @@ def make_derm_phantom(
 
     Args:
         size: ``int`` (square) or ``(H, W)``, each side in ``[8, 8192]``. Default 128.
-        seed: data-set seed, ``>= 0``. Default 0.
+        seed: data-set seed, ``>= 0``. Default 0. Each image draws from
+            ``numpy.random.default_rng([seed, index, 1])``.
         index: image index within the data set, ``>= 0``. Default 0.
 
     Shape:
@@ -134,15 +117,55 @@ def make_derm_phantom(
         >>> p.image.shape, p.mask.shape, sorted(set(p.mask.ravel().tolist())) <= [0, 1]
         ((64, 64, 3), (64, 64), True)
     """
-    h, w = parse_size(size)
-    check_number("seed", seed, low=0, integer=True)
-    check_number("index", index, low=0, integer=True)
-    rng = np.random.default_rng([int(seed), int(index), 1])
+    rng, (h, w), u, v, s = phantom_canvas(size, seed, index, stream=1)
     shape = (h, w)
-    u, v, s = grid(shape)
     px = s / 128.0  # pixels per unit at the reference resolution 128
+    img, skin_rgb = _skin(rng, shape, u, v)
 
-    # --- skin ------------------------------------------------------------------------
+    # --- lesion ----------------------------------------------------------------------
+    asym = float(rng.uniform())
+    varieg = float(rng.uniform())
+    d, r0 = _lesion_field(rng, u, v, asym)
+    mask = d < 1.0
+    softness = rng.uniform(0.04, 0.16)
+    alpha = 1.0 / (1.0 + np.exp(np.clip((d - 1.0) / softness, -30.0, 30.0)))
+    lesion = _lesion_colour(rng, shape, u, v, d, skin_rgb, varieg)
+    img = img * (1.0 - alpha[..., None]) + lesion * alpha[..., None]
+
+    # --- confounders outside the mask --------------------------------------------------
+    n_freckles = int(rng.integers(0, 9))
+    if n_freckles:
+        fx = rng.uniform(0, w, n_freckles)
+        fy = rng.uniform(0, h, n_freckles)
+        fr = rng.uniform(1.0, 3.5, n_freckles) * px
+        spots = stroke_layer(
+            shape, [], circles=list(zip(fx, fy, fr, fr, strict=True)), fill_circles=True
+        )
+        spots = blur(spots, 1.2 * px) * (~mask)
+        img = blend(img, spots, _TONES[1], 0.55)
+
+    rr = np.sqrt(u * u + v * v)
+    vig = rng.uniform(0.0, 0.9)
+    img *= np.clip(1.0 - vig * np.clip(rr - 0.25, 0, None) ** 2 * 2.2, 0.05, 1.0)[..., None]
+    if rng.uniform() < 0.35:  # dark dermatoscope ring in the corners
+        ring_r = rng.uniform(0.55, 0.72)
+        ring = np.clip((rr - ring_r) / (0.04 + 0.02 * rng.uniform()), 0, 1)[..., None]
+        img = img * (1 - ring) + rng.uniform(0.02, 0.12) * ring
+    img = _artefacts(rng, img, s, px)
+
+    # specular glints and sensor noise
+    img = blur(img, 0.4 * px)
+    img = img + rng.uniform(0.005, 0.03) * rng.standard_normal(img.shape).astype(np.float32)
+    meta = {
+        "malignant": int(asym + varieg > 1.0),
+        "asymmetry": asym,
+        "variegation": varieg,
+    }
+    return Phantom(to_uint8(img), mask.astype(np.uint8), meta)
+
+
+def _skin(rng: np.random.Generator, shape: tuple[int, int], u: np.ndarray, v: np.ndarray):
+    """Skin background ``(H, W, 3)`` (texture, erythema, tilted light) and its base colour."""
     red = rng.uniform(0.72, 0.95)
     skin_rgb = np.array(
         [red, red * rng.uniform(0.60, 0.80), red * rng.uniform(0.48, 0.68)], np.float32
@@ -154,15 +177,19 @@ def make_derm_phantom(
     img[..., 2] -= 0.7 * erythema
     tilt = rng.uniform(-0.25, 0.25, size=2)
     img *= (1.0 + tilt[0] * u + tilt[1] * v)[..., None]
+    return img, skin_rgb
 
-    # --- lesion ----------------------------------------------------------------------
-    asym = float(rng.uniform())
-    varieg = float(rng.uniform())
-    d, r0 = _lesion_field(rng, u, v, asym)
-    mask = d < 1.0
-    softness = rng.uniform(0.04, 0.16)
-    alpha = 1.0 / (1.0 + np.exp(np.clip((d - 1.0) / softness, -30.0, 30.0)))
 
+def _lesion_colour(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    u: np.ndarray,
+    v: np.ndarray,
+    d: np.ndarray,
+    skin_rgb: np.ndarray,
+    varieg: float,
+) -> np.ndarray:
+    """Lesion colour ``(H, W, 3)``: pigment tones, darker core, network, regression areas."""
     n_tones = 1 + int(round(3 * varieg))
     picks = rng.choice(len(_TONES), size=n_tones, replace=False)
     logits = np.stack([smooth_noise(rng, shape, rng.uniform(3, 9)) for _ in picks], -1)
@@ -185,30 +212,13 @@ def make_derm_phantom(
     if rng.uniform() < 0.6:
         reg = np.clip(smooth_noise(rng, shape, 5) - 0.6, 0, 0.6)[..., None] / 0.6
         lesion = lesion * (1 - reg) + _REGRESSION * reg * (0.8 + 0.2 * varieg)
-    lesion = lesion * (1.0 + 0.05 * smooth_noise(rng, shape, 30))[..., None]
-    img = img * (1.0 - alpha[..., None]) + lesion * alpha[..., None]
+    return lesion * (1.0 + 0.05 * smooth_noise(rng, shape, 30))[..., None]
 
-    # --- confounders outside the mask --------------------------------------------------
-    n_freckles = int(rng.integers(0, 9))
-    if n_freckles:
-        fx = rng.uniform(0, w, n_freckles)
-        fy = rng.uniform(0, h, n_freckles)
-        fr = rng.uniform(1.0, 3.5, n_freckles) * px
-        spots = stroke_layer(
-            shape, [], circles=list(zip(fx, fy, fr, fr, strict=True)), fill_circles=True
-        )
-        spots = blur(spots, 1.2 * px) * (~mask)
-        img = img * (1 - 0.55 * spots[..., None]) + _TONES[1] * 0.55 * spots[..., None]
 
-    rr = np.sqrt(u * u + v * v)
-    vig = rng.uniform(0.0, 0.9)
-    img *= np.clip(1.0 - vig * np.clip(rr - 0.25, 0, None) ** 2 * 2.2, 0.05, 1.0)[..., None]
-    if rng.uniform() < 0.35:  # dark dermatoscope ring in the corners
-        ring_r = rng.uniform(0.55, 0.72)
-        ring = np.clip((rr - ring_r) / (0.04 + 0.02 * rng.uniform()), 0, 1)[..., None]
-        img = img * (1 - ring) + rng.uniform(0.02, 0.12) * ring
-
-    # hairs: dark curved strokes
+def _artefacts(rng: np.random.Generator, img: np.ndarray, s: float, px: float) -> np.ndarray:
+    """Hairs (dark curved strokes), a ruler and air bubbles, each drawn at random."""
+    shape = img.shape[:2]
+    h, w = shape
     if rng.uniform() < 0.6:
         strokes = []
         for _ in range(int(rng.integers(1, 16))):
@@ -221,9 +231,8 @@ def make_derm_phantom(
             xs = x0 + np.cumsum(np.cos(ang)) * length / 12
             ys = y0 + np.cumsum(np.sin(ang)) * length / 12
             strokes.append((list(zip(xs, ys, strict=True)), rng.uniform(0.6, 1.6) * px))
-        hair = stroke_layer(shape, strokes)
         hair_col = np.array([0.12, 0.08, 0.06], np.float32) * rng.uniform(0.5, 1.5)
-        img = img * (1 - 0.9 * hair[..., None]) + hair_col * 0.9 * hair[..., None]
+        img = blend(img, stroke_layer(shape, strokes), hair_col, 0.9)
 
     # ruler: a dark line near one border with ticks
     if rng.uniform() < 0.15:
@@ -233,8 +242,7 @@ def make_derm_phantom(
         for i, x in enumerate(np.arange(step / 2, w, step)):
             tick = (6 if i % 5 == 0 else 3) * px
             strokes.append(([(x, y_r), (x, y_r + tick)], 0.8 * px))
-        ruler = stroke_layer(shape, strokes)
-        img = img * (1 - 0.85 * ruler[..., None]) + 0.1 * 0.85 * ruler[..., None]
+        img = blend(img, stroke_layer(shape, strokes), 0.1, 0.85)
 
     # air bubbles: bright rims with a slight shadow
     if rng.uniform() < 0.2:
@@ -242,15 +250,5 @@ def make_derm_phantom(
         circ = [
             (rng.uniform(0, w), rng.uniform(0, h), r, 0.8 * px) for r in rng.uniform(4, 16, nb) * px
         ]
-        rim = stroke_layer(shape, [], circles=circ)
-        img = img * (1 - 0.7 * rim[..., None]) + 0.97 * 0.7 * rim[..., None]
-
-    # specular glints and sensor noise
-    img = blur(img, 0.4 * px)
-    img = img + rng.uniform(0.005, 0.03) * rng.standard_normal(img.shape).astype(np.float32)
-    meta = {
-        "malignant": int(asym + varieg > 1.0),
-        "asymmetry": asym,
-        "variegation": varieg,
-    }
-    return Phantom(to_uint8(img), mask.astype(np.uint8), meta)
+        img = blend(img, stroke_layer(shape, [], circles=circ), 0.97, 0.7)
+    return img

@@ -19,9 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from segshield._checks import check_number
-from segshield.data._render import blur, grid, smooth_noise, stroke_layer, to_uint8
-from segshield.data.phantom_derm import Phantom, parse_size
+from segshield.data._render import (
+    blend,
+    blur,
+    phantom_canvas,
+    smooth_noise,
+    stroke_layer,
+    to_uint8,
+)
+from segshield.data.phantom_derm import Phantom
 
 __all__ = ["make_fundus_phantom"]
 
@@ -76,7 +82,9 @@ def make_fundus_phantom(
 
     Args:
         size: ``int`` (square) or ``(H, W)``, each side in ``[8, 8192]``. Default 128.
-        seed: data-set seed, ``>= 0``. Default 0.
+        seed: data-set seed, ``>= 0``. Default 0. Each image draws from
+            ``numpy.random.default_rng([seed, index, 2])`` (its own
+            stream: the dermoscopy phantom of the same ``(seed, index)`` is unrelated).
         index: image index within the data set, ``>= 0``. Default 0.
 
     Shape:
@@ -96,24 +104,9 @@ def make_fundus_phantom(
         >>> p.image.shape, sorted(set(p.mask.ravel().tolist())), 0.25 <= p.meta["cdr"] <= 0.85
         ((64, 64, 3), [0, 1, 2], True)
     """
-    h, w = parse_size(size)
-    check_number("seed", seed, low=0, integer=True)
-    check_number("index", index, low=0, integer=True)
-    rng = np.random.default_rng([int(seed), int(index), 2])
+    rng, (h, w), u, v, s = phantom_canvas(size, seed, index, stream=2)
     shape = (h, w)
-    u, v, s = grid(shape)
-
-    # --- field of view and retina --------------------------------------------------
-    fx, fy = rng.uniform(-0.03, 0.03, size=2)
-    fov_r = rng.uniform(0.46, 0.52)
-    rr = np.sqrt((u - fx) ** 2 + (v - fy) ** 2)
-    fov = np.clip((fov_r - rr) * s / 1.5, 0.0, 1.0)
-    red = rng.uniform(0.72, 0.95)
-    base = np.array([red, red * rng.uniform(0.28, 0.45), red * rng.uniform(0.06, 0.16)], np.float32)
-    lx, ly = rng.uniform(-0.2, 0.2, size=2)
-    light = 1.0 - rng.uniform(0.25, 0.55) * ((u - lx) ** 2 + (v - ly) ** 2) / fov_r**2
-    tex = 0.05 * smooth_noise(rng, shape, rng.uniform(10, 25)) + 0.04 * smooth_noise(rng, shape, 4)
-    img = base * (light * (1.0 + tex))[..., None]
+    img, fov, rr, (fx, fy, fov_r) = _retina(rng, shape, u, v, s)
 
     # --- macula and disc geometry -------------------------------------------------
     side = float(rng.choice([-1.0, 1.0]))  # +1: disc on the right (temporal = left)
@@ -126,7 +119,67 @@ def make_fundus_phantom(
     img *= (1.0 - rng.uniform(0.2, 0.4) * mac)[..., None]
     fovea = np.exp(-((u - mcx) ** 2 + (v - mcy) ** 2) / (2 * (0.12 * rdv) ** 2))
     img += 0.15 * fovea[..., None]
+    img, disc, cup, cdr, ccx = _disc_and_cup(rng, img, u, v, (dcx, dcy, rdh, rdv), side)
 
+    # --- vessels ---------------------------------------------------------------------
+    start = ((ccx * s + w / 2), (dcy * s + h / 2))
+    veins, arteries = _vessel_tree(rng, start, side * -1.0, s)
+    vein_layer = stroke_layer(shape, veins)
+    art_layer = stroke_layer(shape, arteries)
+    img = blend(img, vein_layer, np.array([0.42, 0.06, 0.05], np.float32), 0.85)
+    img = blend(img, art_layer, np.array([0.75, 0.16, 0.08], np.float32), 0.75)
+
+    # --- confounders -------------------------------------------------------------------
+    if rng.uniform() < 0.35:
+        nd = int(rng.integers(3, 15))
+        ang = rng.uniform(0, 2 * np.pi, nd)
+        rad = rng.uniform(0.05, 0.35, nd)
+        pts = [
+            ((mcx + r * np.cos(a)) * s + w / 2, (mcy + r * np.sin(a)) * s + h / 2, rr_, 0)
+            for a, r, rr_ in zip(ang, rad, rng.uniform(0.6, 2.0, nd) * s / 128, strict=True)
+        ]
+        spots = blur(stroke_layer(shape, [], circles=pts, fill_circles=True), 0.6 * s / 128)
+        img = img * (1 - 0.6 * spots[..., None]) + np.array([1.0, 0.9, 0.5], np.float32) * (
+            0.6 * spots[..., None]
+        )
+    if rng.uniform() < 0.5:
+        ang = rng.uniform(0, 2 * np.pi)
+        cres = np.exp(-(((rr - fov_r * 0.93) / 0.04) ** 2)) * np.clip(
+            np.cos(np.arctan2(v - fy, u - fx) - ang), 0, None
+        )
+        img += rng.uniform(0.1, 0.35) * cres[..., None]
+
+    img = blur(img, 0.45 * s / 128)
+    img = img + rng.uniform(0.005, 0.02) * rng.standard_normal(img.shape).astype(np.float32)
+    img = img * fov[..., None] + 0.01 * rng.uniform() * (1 - fov[..., None])
+    mask = np.where(cup, 2, np.where(disc, 1, 0)).astype(np.uint8)
+    mask[fov <= 0.0] = 0
+    return Phantom(to_uint8(img), mask, {"cdr": cdr, "glaucoma": int(cdr >= 0.6)})
+
+
+def _retina(rng: np.random.Generator, shape: tuple[int, int], u, v, s: float):
+    """Shaded, textured retina ``(H, W, 3)``, field of view, radius map and FOV circle."""
+    fx, fy = rng.uniform(-0.03, 0.03, size=2)
+    fov_r = rng.uniform(0.46, 0.52)
+    rr = np.sqrt((u - fx) ** 2 + (v - fy) ** 2)
+    fov = np.clip((fov_r - rr) * s / 1.5, 0.0, 1.0)
+    red = rng.uniform(0.72, 0.95)
+    base = np.array([red, red * rng.uniform(0.28, 0.45), red * rng.uniform(0.06, 0.16)], np.float32)
+    lx, ly = rng.uniform(-0.2, 0.2, size=2)
+    light = 1.0 - rng.uniform(0.25, 0.55) * ((u - lx) ** 2 + (v - ly) ** 2) / fov_r**2
+    tex = 0.05 * smooth_noise(rng, shape, rng.uniform(10, 25)) + 0.04 * smooth_noise(rng, shape, 4)
+    img = base * (light * (1.0 + tex))[..., None]
+    return img, fov, rr, (fx, fy, fov_r)
+
+
+def _disc_and_cup(rng: np.random.Generator, img: np.ndarray, u, v, ellipse, side: float):
+    """Paint the optic disc and cup (and an atrophy halo); return their masks and the CDR.
+
+    ``ellipse`` is the disc's ``(cx, cy, horizontal radius, vertical radius)``. Returns
+    ``(img, disc, cup, cdr, cup_cx)``.
+    """
+    dcx, dcy, rdh, rdv = ellipse
+    shape = img.shape[:2]
     du, dv = u - dcx, v - dcy
     theta = np.arctan2(dv, du)
     wobble = 1.0 + sum(
@@ -156,50 +209,10 @@ def make_fundus_phantom(
         [1.0, rng.uniform(0.62, 0.82), rng.uniform(0.35, 0.55)], np.float32
     ) * rng.uniform(0.85, 1.0)
     disc_col = disc_col * (1.0 + 0.04 * smooth_noise(rng, shape, 20))[..., None]
-    img = img * (1 - 0.9 * a_disc[..., None]) + disc_col * 0.9 * a_disc[..., None]
+    img = blend(img, a_disc, disc_col, 0.9)
     soft_c = rng.uniform(0.08, 0.25)
     a_cup = 1.0 / (1.0 + np.exp(np.clip((dc - 1.0) / soft_c, -30, 30))) * a_disc
     cup_col = np.array([1.0, 0.93, rng.uniform(0.7, 0.85)], np.float32)
     cup_k = rng.uniform(0.35, 0.9) * a_cup[..., None]
     img = img * (1 - cup_k) + cup_col * cup_k
-
-    # --- vessels ---------------------------------------------------------------------
-    start = ((ccx * s + w / 2), (dcy * s + h / 2))
-    veins, arteries = _vessel_tree(rng, start, side * -1.0, s)
-    vein_layer = stroke_layer(shape, veins)
-    art_layer = stroke_layer(shape, arteries)
-    img = (
-        img * (1 - 0.85 * vein_layer[..., None])
-        + np.array([0.42, 0.06, 0.05], np.float32) * 0.85 * vein_layer[..., None]
-    )
-    img = (
-        img * (1 - 0.75 * art_layer[..., None])
-        + np.array([0.75, 0.16, 0.08], np.float32) * 0.75 * art_layer[..., None]
-    )
-
-    # --- confounders -------------------------------------------------------------------
-    if rng.uniform() < 0.35:
-        nd = int(rng.integers(3, 15))
-        ang = rng.uniform(0, 2 * np.pi, nd)
-        rad = rng.uniform(0.05, 0.35, nd)
-        pts = [
-            ((mcx + r * np.cos(a)) * s + w / 2, (mcy + r * np.sin(a)) * s + h / 2, rr_, 0)
-            for a, r, rr_ in zip(ang, rad, rng.uniform(0.6, 2.0, nd) * s / 128, strict=True)
-        ]
-        spots = blur(stroke_layer(shape, [], circles=pts, fill_circles=True), 0.6 * s / 128)
-        img = img * (1 - 0.6 * spots[..., None]) + np.array([1.0, 0.9, 0.5], np.float32) * (
-            0.6 * spots[..., None]
-        )
-    if rng.uniform() < 0.5:
-        ang = rng.uniform(0, 2 * np.pi)
-        cres = np.exp(-(((rr - fov_r * 0.93) / 0.04) ** 2)) * np.clip(
-            np.cos(np.arctan2(v - fy, u - fx) - ang), 0, None
-        )
-        img += rng.uniform(0.1, 0.35) * cres[..., None]
-
-    img = blur(img, 0.45 * s / 128)
-    img = img + rng.uniform(0.005, 0.02) * rng.standard_normal(img.shape).astype(np.float32)
-    img = img * fov[..., None] + 0.01 * rng.uniform() * (1 - fov[..., None])
-    mask = np.where(cup, 2, np.where(disc, 1, 0)).astype(np.uint8)
-    mask[fov <= 0.0] = 0
-    return Phantom(to_uint8(img), mask, {"cdr": cdr, "glaucoma": int(cdr >= 0.6)})
+    return img, disc, cup, cdr, ccx

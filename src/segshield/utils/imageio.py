@@ -3,10 +3,11 @@
 Images come back as numpy arrays ``(H, W, C)`` with their native integer dtype
 (uint8 or uint16), so 16-bit data keep their depth through a defence.
 
-Pillow reads 16-bit colour PNG as 8-bit and cannot write it, so 16-bit RGB/RGBA (and
-grey+alpha) PNGs are read and written by a small numpy + zlib codec here
-(:func:`encode_png16`, :func:`decode_png16`); everything else goes through Pillow.
-16-bit colour TIFF is refused with a clear error (Pillow would drop it to 8 bits).
+Pillow reads and writes 8-bit images and 16-bit grey. It reads 16-bit colour PNG and
+TIFF as 8 bits and cannot write 16-bit colour PNG, so those go through libpng and
+libtiff by way of `imagecodecs <https://github.com/cgohlke/imagecodecs>`_
+(:func:`encode_png16`, :func:`decode_png16`), an optional extra
+(``pip install 'segshield[image16]'``) imported only when such a file is met.
 """
 
 from __future__ import annotations
@@ -68,10 +69,20 @@ def list_images(paths: list[str | Path]) -> list[Path]:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, C)`` uint8 or uint16, C in {1, 3, 4}.
 
-    Palette images are expanded to RGB(A); 16-bit grey stays uint16; 1-bit becomes 0/255.
+    Palette images are expanded to RGB(A); 16-bit grey stays uint16; 1-bit becomes 0/255;
+    grey+alpha becomes RGBA. 16-bit colour PNG and TIFF keep their 16 bits (they need
+    the optional extra ``segshield[image16]``).
 
     Raises:
-        ImageReadError: the file is missing, corrupt or in an unsupported mode.
+        ImageReadError: the file is missing, corrupt or in an unsupported mode, or a
+            16-bit colour file without imagecodecs installed.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_png(f"{d}/a.png", np.full((2, 3), 7, np.uint8))
+        ...     read_image(f"{d}/a.png").shape
+        (2, 3, 1)
     """
     path = Path(path)
     arr16 = _read_png16_if_colour(path)
@@ -79,18 +90,21 @@ def read_image(path: str | Path) -> np.ndarray:
         return arr16
     try:
         with Image.open(path) as im:
-            _refuse_lossy_tiff(im, path)
-            im.load()
+            deep_tiff = _is_deep_colour_tiff(im)
             mode = im.mode
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif mode in ("1", "L;16", "LA", "CMYK", "YCbCr", "PA"):
-                im = im.convert(
-                    {"1": "L", "L;16": "I;16", "LA": "RGBA", "PA": "RGBA"}.get(mode, "RGB")
-                )
-            arr = np.array(im)
+            if not deep_tiff:
+                im.load()
+                if mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif mode in ("1", "L;16", "LA", "CMYK", "YCbCr", "PA"):
+                    im = im.convert(
+                        {"1": "L", "L;16": "I;16", "LA": "RGBA", "PA": "RGBA"}.get(mode, "RGB")
+                    )
+                arr = np.array(im)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc}); is the file complete?") from exc
+    if deep_tiff:
+        arr = _read_tiff16(path)
     if (
         arr.dtype in (np.int32, np.uint32)
         or str(arr.dtype).startswith(">u2")
@@ -165,10 +179,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def write_png(path: str | Path, arr: np.ndarray) -> None:
     """Write ``(H, W, C)`` or ``(H, W)`` uint8/uint16 as lossless PNG, atomically.
 
-    The bit depth is kept: uint16 colour (C = 2, 3, 4) goes through :func:`encode_png16`.
+    The bit depth is kept: uint8 and 16-bit grey go through Pillow, uint16 colour
+    (C = 2, 3, 4) through :func:`encode_png16` (optional extra ``segshield[image16]``).
 
     Raises:
         ValueError: unsupported dtype or channel count.
+        ImportError: uint16 colour without imagecodecs installed (the message names the
+            extra).
     """
     import io
 
@@ -176,7 +193,7 @@ def write_png(path: str | Path, arr: np.ndarray) -> None:
         arr = arr[:, :, 0]
     if arr.dtype == np.uint16:
         if arr.ndim != 2:
-            # Pillow cannot write 16-bit colour PNG: use the numpy + zlib encoder.
+            # Pillow cannot write 16-bit colour PNG: libpng through imagecodecs.
             atomic_write_bytes(path, encode_png16(arr))
             return
         im = Image.fromarray(arr.astype(np.uint16))
@@ -201,22 +218,29 @@ def from_tensor(x, dtype=np.uint8) -> np.ndarray:
     return np.clip(a, 0, scale).astype(dtype)
 
 
-# --- 16-bit colour PNG (numpy + zlib) -------------------------------------------------------
+# --- 16-bit colour PNG and TIFF (imagecodecs: libpng, libtiff) -----------------------------
 
-_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
-_CHANNELS = {v: k for k, v in _COLOUR_TYPES.items()}
+_EXTRA = "pip install 'segshield[image16]'"
+_CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}  # PNG colour type -> channels
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+def _imagecodecs():
+    """Import imagecodecs, the optional codec package for 16-bit colour PNG and TIFF."""
+    try:
+        import imagecodecs
+    except ImportError as exc:
+        raise ImportError(
+            f"16-bit colour PNG and TIFF need the optional package imagecodecs: {_EXTRA}"
+        ) from exc
+    return imagecodecs
 
 
 def encode_png16(arr: np.ndarray, *, level: int = 6) -> bytes:
     """Encode a uint16 image as a 16-bit PNG (grey, grey+alpha, RGB or RGBA).
 
-    PNG specification (ISO/IEC 15948): big-endian samples, one filter byte per row
-    (here "Sub", computed for the whole image at once), zlib-compressed IDAT.
+    libpng through imagecodecs (optional extra ``segshield[image16]``): big-endian
+    samples as the PNG specification (ISO/IEC 15948) requires, every row "Sub"
+    filtered, zlib-compressed at ``level``.
 
     Args:
         arr: ``(H, W)`` or ``(H, W, C)`` uint16, C in {1, 2, 3, 4}.
@@ -227,6 +251,7 @@ def encode_png16(arr: np.ndarray, *, level: int = 6) -> bytes:
 
     Raises:
         ValueError: wrong dtype, shape or channel count.
+        ImportError: imagecodecs is not installed (the message names the extra).
 
     Example:
         >>> a = np.arange(24, dtype=np.uint16).reshape(2, 4, 3) * 2000
@@ -236,68 +261,18 @@ def encode_png16(arr: np.ndarray, *, level: int = 6) -> bytes:
     if arr.dtype != np.uint16:
         raise ValueError(f"arr: expected uint16 pixels, got {arr.dtype}; use write_png for uint8")
     hwc = arr[:, :, None] if arr.ndim == 2 else arr
-    if hwc.ndim != 3 or hwc.shape[2] not in _COLOUR_TYPES or hwc.shape[0] * hwc.shape[1] == 0:
+    if hwc.ndim != 3 or hwc.shape[2] not in (1, 2, 3, 4) or hwc.shape[0] * hwc.shape[1] == 0:
         raise ValueError(f"arr: expected (H, W) or (H, W, C) with C in 1..4, got {arr.shape}")
-    h, w, c = hwc.shape
-    bpp = 2 * c
-    raw = np.ascontiguousarray(hwc, dtype=">u2").view(np.uint8).reshape(h, w * bpp)
-    sub = raw.copy()
-    sub[:, bpp:] -= raw[:, :-bpp]  # uint8 arithmetic wraps modulo 256 as PNG requires
-    rows = np.concatenate([np.ones((h, 1), np.uint8), sub], axis=1)  # filter type 1 = Sub
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, _COLOUR_TYPES[c], 0, 0, 0)
-    return (
-        _PNG_SIGNATURE
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
-        + _chunk(b"IEND", b"")
-    )
+    codecs = _imagecodecs()
+    pixels = np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+    return codecs.png_encode(pixels, level=level, filter=codecs.PNG.FILTER.SUB)
 
 
-def _paeth_row(line: np.ndarray, prev: np.ndarray, bpp: int) -> None:
-    """Undo the Paeth filter in place (sequential along the row by definition)."""
-    out = line.astype(np.int32)
-    up = prev.astype(np.int32)
-    for i in range(len(out)):
-        a = out[i - bpp] if i >= bpp else 0
-        b = up[i]
-        c = up[i - bpp] if i >= bpp else 0
-        p = a + b - c
-        pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-        pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
-        out[i] = (out[i] + pred) & 0xFF
-    line[:] = out
-
-
-def _average_row(line: np.ndarray, prev: np.ndarray, bpp: int) -> None:
-    out = line.astype(np.int32)
-    up = prev.astype(np.int32)
-    for i in range(len(out)):
-        a = out[i - bpp] if i >= bpp else 0
-        out[i] = (out[i] + ((a + up[i]) >> 1)) & 0xFF
-    line[:] = out
-
-
-def decode_png16(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced 16-bit PNG (any colour type but palette) to uint16.
-
-    Args:
-        data: the PNG file bytes.
-
-    Returns:
-        ``(H, W, C)`` uint16 with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA).
-
-    Raises:
-        ValueError: not a PNG, a bad CRC or truncated data, not 16-bit, interlaced, or an
-            unknown filter type.
-
-    Example:
-        >>> a = np.full((3, 2), 65535, dtype=np.uint16)
-        >>> decode_png16(encode_png16(a)).shape
-        (3, 2, 1)
-    """
+def _png_header(data: bytes) -> tuple[int, ...]:
+    """IHDR fields of a PNG after checking every chunk's length and CRC up to IEND."""
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG file (bad signature)")
-    pos, idat, ihdr = len(_PNG_SIGNATURE), [], None
+    pos, ihdr, has_idat = len(_PNG_SIGNATURE), None, False
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
@@ -309,48 +284,54 @@ def decode_png16(data: bytes) -> np.ndarray:
             raise ValueError(f"PNG chunk {kind!r} has a bad CRC (corrupt file)")
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
+        has_idat |= kind == b"IDAT"
+        if kind == b"IEND":
             break
         pos += 12 + length
-    if ihdr is None or not idat:
+    if ihdr is None or not has_idat:
         raise ValueError("PNG without IHDR or IDAT (truncated file?)")
-    w, h, depth, ctype, _, _, interlace = ihdr
+    return ihdr
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """Decode a non-interlaced 16-bit PNG (any colour type but palette) to uint16.
+
+    Every chunk's CRC is checked first (a corrupt file is named as such), then libpng
+    through imagecodecs (optional extra ``segshield[image16]``) decodes the pixels. No
+    colour transform is applied (gamma, sBIT and a ``tRNS`` transparent colour are
+    ignored), so the channels are the file's colour type's.
+
+    Args:
+        data: the PNG file bytes.
+
+    Returns:
+        ``(H, W, C)`` uint16 with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA).
+
+    Raises:
+        ValueError: not a PNG, a bad CRC or truncated data, not 16-bit, interlaced, or
+            corrupt image data.
+        ImportError: imagecodecs is not installed (the message names the extra).
+
+    Example:
+        >>> a = np.full((3, 2), 65535, dtype=np.uint16)
+        >>> decode_png16(encode_png16(a)).shape
+        (3, 2, 1)
+    """
+    w, h, depth, ctype, _, _, interlace = _png_header(data)
     if depth != 16 or ctype not in _CHANNELS:
         raise ValueError(f"expected a 16-bit non-palette PNG, got depth {depth}, type {ctype}")
-    if interlace:
+    if interlace:  # refused as before (libpng would read it, warning on stderr)
         raise ValueError("interlaced 16-bit PNG is not supported; re-save it non-interlaced")
-    c = _CHANNELS[ctype]
-    bpp, stride = 2 * c, 2 * c * w
+    codecs = _imagecodecs()
     try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
+        arr = codecs.png_decode(data)
+    except codecs.PngError as exc:
         raise ValueError(f"corrupt PNG image data ({exc})") from exc
-    if len(raw) != h * (stride + 1):
-        raise ValueError(f"PNG image data has {len(raw)} bytes, expected {h * (stride + 1)}")
-    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
-    filters, img = rows[:, 0], rows[:, 1:].copy()
-    if filters.max(initial=0) > 4:
-        raise ValueError(f"unknown PNG filter type {int(filters.max())}")
-    if (filters == 0).all():
-        pass  # all "None": nothing to undo
-    elif (filters == 1).all():  # whole image "Sub" (what encode_png16 writes): vectorised
-        img = np.cumsum(img.reshape(h, w, bpp), axis=1, dtype=np.uint8).reshape(h, stride)
-    else:
-        zero = np.zeros(stride, np.uint8)
-        for r in range(h):
-            prev = img[r - 1] if r else zero
-            f = filters[r]
-            if f == 1:
-                img[r] = np.cumsum(img[r].reshape(w, bpp), axis=0, dtype=np.uint8).ravel()
-            elif f == 2:
-                img[r] += prev
-            elif f == 3:
-                _average_row(img[r], prev, bpp)
-            elif f == 4:
-                _paeth_row(img[r], prev, bpp)
-    return img.view(">u2").reshape(h, w, c).astype(np.uint16)
+    c = _CHANNELS[ctype]
+    arr = arr.reshape(h, w, -1)[:, :, :c]  # libpng turns a tRNS colour into alpha: drop it
+    if arr.dtype != np.uint16 or arr.shape[2] != c:
+        raise ValueError(f"PNG decoded as {arr.dtype} {arr.shape}, expected uint16 with C={c}")
+    return arr
 
 
 def _read_png16_if_colour(path: Path) -> np.ndarray | None:
@@ -367,6 +348,8 @@ def _read_png16_if_colour(path: Path) -> np.ndarray | None:
         raise ImageReadError(f"{path}: cannot read image ({exc})") from exc
     try:
         arr = decode_png16(data)
+    except ImportError as exc:
+        raise ImageReadError(f"{path}: cannot read 16-bit colour PNG ({exc})") from exc
     except ValueError as exc:
         raise ImageReadError(
             f"{path}: cannot read 16-bit PNG ({exc}); is the file complete?"
@@ -376,14 +359,22 @@ def _read_png16_if_colour(path: Path) -> np.ndarray | None:
     return arr
 
 
-def _refuse_lossy_tiff(im: Image.Image, path: Path) -> None:
-    """Pillow decodes 16-bit colour TIFF as 8-bit RGB; refuse instead of losing bits."""
+def _is_deep_colour_tiff(im: Image.Image) -> bool:
+    """Pillow decodes 16-bit colour TIFF as 8-bit RGB(A): such files go to libtiff."""
     if im.format != "TIFF" or im.mode not in ("RGB", "RGBA"):
-        return
+        return False
     bits = im.tag_v2.get(258, (8,))
     bits = bits if isinstance(bits, tuple) else (bits,)
-    if max(bits) > 8:
-        raise ImageReadError(
-            f"{path}: {max(bits)}-bit colour TIFF is not supported (Pillow would drop it to "
-            "8 bits); convert it to 16-bit PNG"
-        )
+    return max(bits) > 8
+
+
+def _read_tiff16(path: Path) -> np.ndarray:
+    """First page of a deep colour TIFF through libtiff (imagecodecs), samples as stored."""
+    try:
+        codecs = _imagecodecs()
+    except ImportError as exc:
+        raise ImageReadError(f"{path}: cannot read 16-bit colour TIFF ({exc})") from exc
+    try:
+        return codecs.tiff_decode(path.read_bytes())
+    except (OSError, codecs.TiffError) as exc:
+        raise ImageReadError(f"{path}: cannot read TIFF ({exc}); is the file complete?") from exc
