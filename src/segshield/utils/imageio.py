@@ -6,8 +6,8 @@ Images come back as numpy arrays ``(H, W, C)`` with their native integer dtype
 Pillow reads and writes 8-bit images and 16-bit grey. It reads 16-bit colour PNG and
 TIFF as 8 bits and cannot write 16-bit colour PNG, so those go through libpng and
 libtiff by way of `imagecodecs <https://github.com/cgohlke/imagecodecs>`_
-(:func:`encode_png16`, :func:`decode_png16`), an optional extra
-(``pip install 'segshield[image16]'``) imported only when such a file is met.
+(:func:`encode_png16`, :func:`decode_png16`), a dependency of segshield imported only
+when such a file is met.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, C)`` uint8 or uint16, C in {1, 3, 4}.
 
     Palette images are expanded to RGB(A); 16-bit grey stays uint16; 1-bit becomes 0/255;
-    grey+alpha becomes RGBA. 16-bit colour PNG and TIFF keep their 16 bits (they need
-    the optional extra ``segshield[image16]``).
+    grey+alpha becomes RGBA. 16-bit colour PNG and TIFF keep their 16 bits (through
+    imagecodecs).
 
     Raises:
         ImageReadError: the file is missing, corrupt or in an unsupported mode, or a
@@ -180,7 +180,7 @@ def write_png(path: str | Path, arr: np.ndarray) -> None:
     """Write ``(H, W, C)`` or ``(H, W)`` uint8/uint16 as lossless PNG, atomically.
 
     The bit depth is kept: uint8 and 16-bit grey go through Pillow, uint16 colour
-    (C = 2, 3, 4) through :func:`encode_png16` (optional extra ``segshield[image16]``).
+    (C = 2, 3, 4) through :func:`encode_png16`.
 
     Raises:
         ValueError: unsupported dtype or channel count.
@@ -220,17 +220,17 @@ def from_tensor(x, dtype=np.uint8) -> np.ndarray:
 
 # --- 16-bit colour PNG and TIFF (imagecodecs: libpng, libtiff) -----------------------------
 
-_EXTRA = "pip install 'segshield[image16]'"
+_EXTRA = "pip install imagecodecs (a dependency of segshield; the install is incomplete)"
 _CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}  # PNG colour type -> channels
 
 
 def _imagecodecs():
-    """Import imagecodecs, the optional codec package for 16-bit colour PNG and TIFF."""
+    """Import imagecodecs (16-bit colour PNG and TIFF) lazily: it is large."""
     try:
         import imagecodecs
     except ImportError as exc:
         raise ImportError(
-            f"16-bit colour PNG and TIFF need the optional package imagecodecs: {_EXTRA}"
+            f"16-bit colour PNG and TIFF need the package imagecodecs: {_EXTRA}"
         ) from exc
     return imagecodecs
 
@@ -238,7 +238,7 @@ def _imagecodecs():
 def encode_png16(arr: np.ndarray, *, level: int = 6) -> bytes:
     """Encode a uint16 image as a 16-bit PNG (grey, grey+alpha, RGB or RGBA).
 
-    libpng through imagecodecs (optional extra ``segshield[image16]``): big-endian
+    libpng through imagecodecs: big-endian
     samples as the PNG specification (ISO/IEC 15948) requires, every row "Sub"
     filtered, zlib-compressed at ``level``.
 
@@ -297,7 +297,7 @@ def decode_png16(data: bytes) -> np.ndarray:
     """Decode a non-interlaced 16-bit PNG (any colour type but palette) to uint16.
 
     Every chunk's CRC is checked first (a corrupt file is named as such), then libpng
-    through imagecodecs (optional extra ``segshield[image16]``) decodes the pixels. No
+    through imagecodecs decodes the pixels. No
     colour transform is applied (gamma, sBIT and a ``tRNS`` transparent colour are
     ignored), so the channels are the file's colour type's.
 
