@@ -56,7 +56,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f0f0f0}td.k{text-align:left}
+th{background:#f0f0f0}td.k,th.k{text-align:left}
+caption{text-align:left;font-weight:bold;padding:2px 0}
 th.adaptive{background:#fde7c8}
 .wide{overflow-x:auto}
 .note{background:#fff6dd;border-left:4px solid #e0a800;padding:.5em 1em}

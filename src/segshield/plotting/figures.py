@@ -167,6 +167,7 @@ def pareto_figure(
         ax = fig.add_subplot()
         ax.set_xlim(*_limits([r["benign_loss"] for r in good]))
         ax.set_ylim(*_limits([r["recovered_dice"] for r in good]))
+        ax.locator_params(axis="x", nbins=6)
         ax.set_title(title, loc="left")
         ax.set_xlabel("benign Dice loss (lower is better)")
         ax.set_ylabel("recovered Dice (higher is better)")
@@ -278,9 +279,11 @@ def tradeoff_figure(title: str, points: Sequence[tuple[str, float, float, str]])
     colours = {d: _colour(i) for i, d in enumerate(defences)}
     markers = {s: _MARKERS[i % len(_MARKERS)] for i, s in enumerate(series)}
     good = [p for p in points if not (math.isnan(p[1]) or math.isnan(p[2]))]
-    fig = new_figure(7.2, 4.2)
+    longest = max((len(n) for n in [*defences, *series]), default=0)
+    width = 5.2 + 0.3 + 0.07 * longest  # axes 4.5 in after a 0.7 in margin, then the legend
+    fig = new_figure(width, 4.2)
     with _style():
-        fig.subplots_adjust(left=0.1, right=0.7, top=0.9, bottom=0.13)
+        fig.subplots_adjust(left=0.7 / width, right=5.2 / width, top=0.9, bottom=0.13)
         ax = fig.add_subplot()
         for s in series:
             pts = [p for p in good if p[3] == s]
@@ -298,6 +301,7 @@ def tradeoff_figure(title: str, points: Sequence[tuple[str, float, float, str]])
         x_lo, x_hi = min(0.0, min(xs)), max(0.02, max(xs))
         ax.set_xlim(x_lo - 0.04 * (x_hi - x_lo), x_hi + 0.08 * (x_hi - x_lo))
         ax.set_ylim(0, 1.02)
+        ax.locator_params(axis="x", nbins=6)
         ax.set_title(title, loc="left", fontweight="bold")
         ax.set_xlabel("benign Dice loss (lower is better)")
         ax.set_ylabel("recovered Dice (higher is better)")
@@ -305,7 +309,7 @@ def tradeoff_figure(title: str, points: Sequence[tuple[str, float, float, str]])
         handles = [blank] + [_handle(colours[d], "o") for d in defences]
         handles += [blank] + [_handle("white", markers[s]) for s in series]
         names = ["defence", *defences, "attack", *series]
-        legend = fig.legend(handles, names, loc="upper left", bbox_to_anchor=(0.72, 0.9))
+        legend = fig.legend(handles, names, loc="upper left", bbox_to_anchor=(5.3 / width, 0.9))
         for i in (0, len(defences) + 1):
             legend.texts[i].set_fontweight("bold")
     return fig
