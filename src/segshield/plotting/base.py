@@ -133,6 +133,12 @@ def save_figure(
 
     Raises:
         ValueError: an unknown format.
+
+    Example:
+        >>> import tempfile
+        >>> paths = save_figure(new_figure(2, 1), Path(tempfile.mkdtemp()) / "fig")
+        >>> [p.name for p in paths]
+        ['fig.pdf', 'fig.png']
     """
     out = []
     for fmt in formats:
