@@ -218,9 +218,127 @@ def test_report_cli_adds_analysis_and_tuning_sections(results, tmp_path, capsys)
     text = out.read_text()
     assert "0.4567" in text and text.count("<section") >= 2
     assert text.index("0.4567") < text.index("<h2>Configuration</h2>")
+    # the sections' figures are written beside the page, named after their files
+    pdfs = {p.stem for p in (tmp_path / "with-sections_figures").glob("*.pdf")}
+    assert {"analysis_benign_drop", "analysis_relative_ratio", "table_pareto"} <= pdfs
+    assert len(pdfs) == 3 + 6 + 1  # the report's own 3, six heatmaps, one Pareto plot
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(SystemExit) as exc:
         main(["report", str(results), "-o", str(out), "--tuning", str(bad)])
     assert exc.value.code == 2
     assert "bad.json: not a segshield analysis/tuning JSON" in capsys.readouterr().err
+
+
+class _Pivots(HTMLParser):
+    """Cells of the ``table.pivot`` tables: one list of rows (lists of cell text) each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.header_classes: list[list[str | None]] = []
+        self.captions: list[str] = []
+        self._in = self._cell = self._caption = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("class") == "pivot":
+            self._in = True
+            self.tables.append([])
+            self.header_classes.append([])
+        elif self._in and tag == "tr":
+            self.tables[-1].append([])
+        elif self._in and tag in ("td", "th"):
+            self._cell = True
+            self.tables[-1][-1].append("")
+            if tag == "th":
+                self.header_classes[-1].append(a.get("class"))
+        elif self._in and tag == "caption":
+            self._caption = True
+            self.captions.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in = False
+        elif tag in ("td", "th"):
+            self._cell = False
+        elif tag == "caption":
+            self._caption = False
+
+    def handle_data(self, data):
+        if self._cell:
+            self.tables[-1][-1][-1] += data
+        elif self._caption:
+            self.captions[-1] += data
+
+
+def test_summary_pivots_match_their_rows():
+    from segshield.evaluation.report import summary_pivots
+
+    rows = []
+    for model, attack, adaptive, defense, rec, loss in [
+        ("m1", "asma", False, "none", 0.1, 0.0),
+        ("m1", "asma", False, "fr", 0.7, 0.02),
+        ("m1", "pgd", True, "fr", 0.4, 0.03),
+        ("m1", "asma", True, "fr", 0.5, 0.025),
+        ("m2", "asma", False, "none", 0.2, math.nan),
+    ]:
+        rows.append(
+            dict(model=model, dataset="d", attack=attack, adaptive=adaptive, defense=defense,
+                 sample="s", recovered_dice=rec, benign_loss=loss)
+        )  # fmt: skip
+    p1, p2 = summary_pivots(summarize(rows))
+    assert (p1.model, p1.dataset, p2.model) == ("m1", "d", "m2")
+    assert p1.defenses == ["none", "fr"]
+    assert p1.attacks == [("asma", False), ("pgd", True), ("asma", True)]
+    assert p1.cells[("fr", "pgd", True)] == pytest.approx((0.4, 0.03))
+    assert p1.cells[("fr", "asma", False)] == pytest.approx((0.7, 0.02))
+    assert ("none", "pgd", True) not in p1.cells  # not run: shown as a dash
+    assert len(p1.cells) == 4 and len(p2.cells) == 1
+    assert math.isnan(p2.cells[("none", "asma", False)][1])
+
+
+def test_html_pivot_comes_first_and_matches_the_summary(results, tmp_path):
+    out = render_report(results, tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    with ResultStore(results, readonly=True) as store:
+        summary = summarize(store.rows())
+    p = _Pivots()
+    p.feed(text)
+    assert p.captions == ["toy / toy"] and len(p.tables) == 1
+    (table,) = p.tables
+    head = table[0]
+    assert head == ["defence", "paint", "paint (adaptive)"]
+    assert p.header_classes[0] == ["k", None, "adaptive"]  # the adaptive column is marked
+    defences = list(dict.fromkeys(r["defense"] for r in summary))
+    assert [row[0] for row in table[1:]] == defences
+    for r in summary:
+        row = table[1 + defences.index(r["defense"])]
+        cell = row[1 + (1 if r["adaptive"] else 0)]
+        assert cell == f"{r['recovered_dice']:.3f}loss {r['benign_loss']:.3f}"
+    # compact pivot first, the long table after it; nothing names internal work items
+    assert text.index('class="pivot"') < text.index("<h3>All scores</h3>")
+    assert "(issue" not in text and "SPEC" not in text
+
+
+def test_report_writes_each_figure_as_pdf_and_png(results, tmp_path):
+    out = render_report(results, tmp_path / "r" / "report.html")
+    folder = tmp_path / "r" / "report_figures"
+    names = sorted(p.name for p in folder.iterdir())
+    # bars per (model, dataset, attack, adaptive) and one trade-off per (model, dataset)
+    stems = ["scores_toy_toy_paint", "scores_toy_toy_paint_adaptive", "tradeoff_toy_toy"]
+    assert names == sorted(f"{s}.{ext}" for s in stems for ext in ("pdf", "png"))
+    text = out.read_text(encoding="utf-8")
+    assert text.count('<figure class="plot"><svg') == 3
+    for s in stems:
+        assert f"report_figures/{s}.pdf" in text
+        assert (folder / f"{s}.pdf").read_bytes().startswith(b"%PDF")
+        assert Image.open(folder / f"{s}.png").format == "PNG"
+    # the page alone (report_html) embeds the same figures and writes nothing
+    from segshield.evaluation.report import report_html
+
+    with ResultStore(results, readonly=True) as store:
+        page = report_html(store)
+    assert page.count('<figure class="plot"><svg') == 3 and "report_figures" not in page
+    with pytest.raises(ValueError, match="taken"):
+        render_report(results, tmp_path / "r" / "report.html", figures={stems[0]: None})

@@ -18,6 +18,7 @@ import segshield.tuning.report as report_mod
 import segshield.tuning.search as search_mod
 from segshield.defenses.dct import zigzag_order
 from segshield.defenses.fr import FrequencyRefinement
+from segshield.plotting import pareto_figure
 from segshield.tuning import (
     PAPER_CANDIDATE,
     Candidate,
@@ -496,6 +497,8 @@ def test_pareto_front_matches_brute_force():
 
 
 def test_pareto_plots_png_and_svg(tmp_path):
+    from matplotlib.colors import to_hex
+
     rows = [
         {"label": "paper", "benign_loss": 0.01, "recovered_dice": 0.6, "on_front": True},
         {"label": "tuned", "benign_loss": 0.005, "recovered_dice": 0.7, "on_front": True},
@@ -510,11 +513,13 @@ def test_pareto_plots_png_and_svg(tmp_path):
     svg = pareto_svg(rows, "a <title>")
     root = ET.fromstring(svg)  # well-formed, title escaped
     assert root.tag.endswith("svg")
-    assert svg.count("<circle") == 5 and "jpeg:q=75" in svg and "&lt;title&gt;" in svg
-    # Search tables are unlabelled dots drawn under the named defences.
-    assert ">table<" not in svg and ">front<" not in svg
-    circles = [c.attrib["fill"] for c in root.iter() if c.tag.endswith("circle")]
-    assert circles[:2] == ["rgb(215,215,215)", "rgb(160,160,160)"]
+    assert "jpeg:q=75" in svg and "&lt;title&gt;" in svg
+    # Search tables are unlabelled dots drawn under the named defences (matplotlib).
+    ax = pareto_figure(rows, "t").axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["jpeg:q=75", "paper", "tuned"]
+    dots = sorted(ax.collections, key=lambda c: c.get_zorder())
+    assert sum(len(c.get_offsets()) for c in dots) == 5
+    assert [to_hex(c.get_facecolors()[0]) for c in dots[:2]] == ["#d7d7d7", "#a0a0a0"]
 
 
 def test_heatmap_image_checks_its_input():

@@ -1,7 +1,8 @@
 """``segshield report RESULTS``: the HTML report, or the summary as md, csv or json.
 
-``-o report.html`` writes one self-contained HTML file (images embedded);
-``--format md|csv|json`` prints the summary rows (full precision for csv and json).
+``-o report.html`` writes one self-contained HTML file (images embedded) and each of
+its figures as PDF and PNG in ``report_figures/``; ``--format md|csv|json`` prints the
+summary rows (full precision for csv and json).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def validate(args: argparse.Namespace) -> None:
                 raise FileNotFoundError(f"{flag}: {f} not found")
         if files and args.output is None:
             raise ValueError(f"{flag}: sections go into the HTML report; add -o report.html")
-    args.sections = _sections(args)  # cheap; a malformed file is a usage error
+    args.sections, args.section_figures = _sections(args)  # a malformed file is a usage error
     if args.output is not None:
         out = Path(args.output)
         if out.is_dir():
@@ -97,24 +98,40 @@ def run(args: argparse.Namespace) -> int:
             print(format_summary(summary, args.format, columns=columns))
         if args.output is not None:
             path = render_report(
-                store, args.output, args.examples, args.title, sections=args.sections
+                store,
+                args.output,
+                args.examples,
+                args.title,
+                sections=args.sections,
+                figures=args.section_figures,
             )
             log.info("report written to %s", path)
     return 0
 
 
-def _sections(args: argparse.Namespace) -> list[str]:
-    """HTML sections of the ``--analysis`` and ``--tuning`` JSON files, in that order."""
+def _sections(args: argparse.Namespace) -> tuple[list[str], dict]:
+    """HTML sections of the ``--analysis`` and ``--tuning`` JSON files, in that order,
+    and their figures named ``<file stem>_<figure>`` (unique) for ``report_figures/``."""
     import json
 
-    from segshield.tuning import analysis_html, tuning_html
+    from segshield.tuning.html import analysis_figures, analysis_html, tuning_figures, tuning_html
 
-    out = []
-    for render, files in ((analysis_html, args.analysis), (tuning_html, args.tuning)):
+    out, figures = [], {}
+    kinds = (
+        (analysis_figures, analysis_html, args.analysis),
+        (tuning_figures, tuning_html, args.tuning),
+    )
+    for draw, render, files in kinds:
         for f in files:
             try:
                 data = json.loads(Path(f).read_text(encoding="utf-8"))
-                out.append(render(data))
+                figs = draw(data)
+                out.append(render(data, figures=figs))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{f}: not a segshield analysis/tuning JSON ({exc})") from exc
-    return out
+            prefix, i = Path(f).stem, 1
+            while any(k.startswith(f"{prefix}_") for k in figures):
+                i += 1
+                prefix = f"{Path(f).stem}{i}"
+            figures.update({f"{prefix}_{name}": fig for name, fig in figs.items()})
+    return out, figures

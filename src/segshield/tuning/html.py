@@ -1,23 +1,28 @@
 """HTML fragments for the evaluation report: frequency analysis and tuned-table sections.
 
-Both functions return a self-contained ``<section>`` (heatmaps inlined as base64 PNG,
-the Pareto plot as inline SVG), to be embedded in the report page. They accept either
-the result objects or their JSON dicts (``analysis.json`` / the ``segshield tune`` JSON),
-so the report can be rebuilt from files.
+Both section functions return a self-contained ``<section>`` (heatmaps inlined as
+base64 PNG, the Pareto plot as inline SVG), to be embedded in the report page; their
+figures (:mod:`segshield.plotting`) come from :func:`analysis_figures` and
+:func:`tuning_figures`, so the report can also write them as PDF and PNG files. They
+accept either the result objects or their JSON dicts (``analysis.json`` / the
+``segshield tune`` JSON), so the report can be rebuilt from files.
 """
 
 from __future__ import annotations
 
 import base64
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segshield.tuning.plots import heatmap_png, pareto_svg
+from segshield.plotting import figure_png, figure_svg, heatmap_figure, pareto_figure
 from segshield.tuning.report import tables_beating_paper
 
-__all__ = ["analysis_html", "tuning_html", "MAP_TITLES"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["analysis_figures", "analysis_html", "tuning_figures", "tuning_html", "MAP_TITLES"]
 
 #: Heatmaps of the analysis section: key -> (title, log colour, signed colour).
 MAP_TITLES: dict[str, tuple[str, bool, bool]] = {
@@ -49,21 +54,43 @@ def _map(values: Any) -> np.ndarray:
     return arr
 
 
-def _img(values: Any, title: str, log: bool, signed: bool) -> str:
-    data = heatmap_png(None, _map(values), title, log=log, signed=signed)
-    b64 = base64.b64encode(data).decode("ascii")
+def _img(fig: Figure, title: str) -> str:
+    b64 = base64.b64encode(figure_png(fig, dpi=100)).decode("ascii")
     return (
         f'<figure style="display:inline-block;margin:4px"><img alt="{escape(title)}" '
         f'src="data:image/png;base64,{b64}"/><figcaption>{escape(title)}</figcaption></figure>'
     )
 
 
-def analysis_html(result: Any) -> str:
+def analysis_figures(result: Any) -> dict[str, Figure]:
+    """The six heatmaps of a frequency analysis, keyed as :data:`MAP_TITLES`.
+
+    Args:
+        result: a :class:`~segshield.tuning.analysis.FrequencyAnalysis` or its
+            ``to_dict()``.
+
+    Returns:
+        ``key -> figure`` (:func:`segshield.plotting.heatmap_figure`).
+
+    Raises:
+        TypeError: ``result`` is neither.
+        KeyError: a map is missing from the dict.
+        ValueError: a map is not 8x8.
+    """
+    d = _as_dict(result)
+    return {
+        key: heatmap_figure(_map(d[key]), title, log=log, signed=signed)
+        for key, (title, log, signed) in MAP_TITLES.items()
+    }
+
+
+def analysis_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     """The report section of a frequency analysis (Liu et al., MICCAI 2020, made measurable).
 
     Args:
         result: a :class:`~segshield.tuning.analysis.FrequencyAnalysis` or its
             ``to_dict()`` (the ``analysis.json`` written by ``segshield analyze``).
+        figures: its :func:`analysis_figures`, when already drawn. Default: drawn here.
 
     Returns:
         An HTML ``<section>`` string with six heatmaps and a short summary.
@@ -92,18 +119,37 @@ def analysis_html(result: Any) -> str:
         f"{d['step']:g} and leave the other 63 untouched. Coefficients where the "
         f"perturbation is most over-represented: {escape(top_txt)}.</p>",
     ]
-    for key, (title, log, signed) in MAP_TITLES.items():
-        parts.append(_img(d[key], title, log, signed))
+    figures = figures if figures is not None else analysis_figures(d)
+    for key, (title, _, _) in MAP_TITLES.items():
+        parts.append(_img(figures[key], title))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def tuning_html(result: Any) -> str:
+def tuning_figures(result: Any) -> dict[str, Figure]:
+    """The figure of a tuned table's section: ``{"pareto": figure}`` (held-out split).
+
+    Args:
+        result: a :class:`~segshield.tuning.search.TuneResult` or the JSON written by
+            ``segshield tune``.
+
+    Returns:
+        ``name -> figure`` (:func:`segshield.plotting.pareto_figure`).
+
+    Raises:
+        TypeError: ``result`` is neither.
+    """
+    rows = _as_dict(result).get("pareto", [])
+    return {"pareto": pareto_figure(rows, "held-out: recovered Dice vs benign loss")}
+
+
+def tuning_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     """The report section of a tuned table: held-out comparison and the Pareto plot.
 
     Args:
         result: a :class:`~segshield.tuning.search.TuneResult` or the JSON written by
             ``segshield tune``.
+        figures: its :func:`tuning_figures`, when already drawn. Default: drawn here.
 
     Returns:
         An HTML ``<section>`` string.
@@ -165,7 +211,7 @@ def tuning_html(result: Any) -> str:
             f"{rows}</table>",
             paired,
             *grids,
-            pareto_svg(d.get("pareto", []), "held-out: recovered Dice vs benign loss"),
+            figure_svg((figures if figures is not None else tuning_figures(d))["pareto"]),
             "</section>",
         ]
     )
