@@ -25,6 +25,7 @@ __all__ = [
     "load",
     "restore",
     "checkpoint_paths",
+    "stem_paths",
     "read_config",
     "read_json",
     "read_safetensors",
@@ -50,6 +51,19 @@ _REQUIRED: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+def stem_paths(path: str | Path, weights: str, config: str) -> tuple[Path, Path]:
+    """``(X + weights, X + config)`` for the stem ``X`` of ``X``, ``X.safetensors`` or ``X.json``.
+
+    Example:
+        >>> [p.name for p in stem_paths("runs/m.json", ".state.safetensors", ".state.json")]
+        ['m.state.safetensors', 'm.state.json']
+    """
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + weights), p.with_name(p.name + config)
+
+
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """``(X.safetensors, X.json)`` for ``X``, ``X.safetensors`` or ``X.json``.
 
@@ -57,10 +71,7 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
         >>> [p.name for p in checkpoint_paths("runs/model.json")]
         ['model.safetensors', 'model.json']
     """
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+    return stem_paths(path, ".safetensors", ".json")
 
 
 def save(model: NormalizedModel, path: str | Path) -> tuple[Path, Path]:

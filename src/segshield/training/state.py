@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from segshield.models.checkpoint import read_json, read_safetensors
+from segshield.models.checkpoint import read_json, read_safetensors, stem_paths
 from segshield.utils.imageio import atomic_write_bytes
 
 __all__ = ["state_paths", "save_state", "load_state", "STATE_FORMAT"]
@@ -29,10 +29,7 @@ def state_paths(out: str | Path) -> tuple[Path, Path]:
         >>> [p.name for p in state_paths("runs/m.json")]
         ['m.state.safetensors', 'm.state.json']
     """
-    p = Path(out)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".state.safetensors"), p.with_name(p.name + ".state.json")
+    return stem_paths(out, ".state.safetensors", ".state.json")
 
 
 def save_state(
