@@ -127,8 +127,16 @@ def test_fit_keeps_the_best_epoch_earliest_on_ties(tmp_path):
     model = build_model("small", width=2)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     steps = _Steps([0.2, 0.5, 0.5, 0.1])
-    r = fit(model, steps, opt, epochs=4, out=tmp_path / "m", device=torch.device("cpu"),
-            settings={}, keep_state=False)  # fmt: skip
+    r = fit(
+        model,
+        steps,
+        opt,
+        epochs=4,
+        out=tmp_path / "m",
+        device=torch.device("cpu"),
+        settings={},
+        keep_state=False,
+    )
     assert r["best_epoch"] == 2 and r["best_score"] == 0.5 and r["epochs_run"] == 4
     assert [h["lr"] for h in r["history"]] == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert all(math.isfinite(h["loss"]) for h in r["history"])

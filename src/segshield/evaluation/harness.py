@@ -375,9 +375,15 @@ def _evaluate_classifier(run: _Run, cspec: str, datasets: Mapping[str, Any]) -> 
             x = torch.stack([torch.as_tensor(it["image"], dtype=torch.float32) for it in items])
             seed = _sub_seed(config.seed, cname, dname, aspec, adaptive, start) % 2**31
             out = attack_classifier_batch(
-                model, x.to(run.device), y.to(run.device), resolve_attacks([aspec]), defs,
-                adaptive=adaptive, png_roundtrip=config.png_roundtrip, seed=seed,
-            )  # fmt: skip
+                model,
+                x.to(run.device),
+                y.to(run.device),
+                resolve_attacks([aspec]),
+                defs,
+                adaptive=adaptive,
+                png_roundtrip=config.png_roundtrip,
+                seed=seed,
+            )
             rows = [
                 row
                 for _, j, res, preds in out

@@ -159,9 +159,13 @@ class Augment:
 
     def __post_init__(self) -> None:
         _check_settings(
-            self.rotate, self.scale, self.translate, self.brightness, self.contrast,
+            self.rotate,
+            self.scale,
+            self.translate,
+            self.brightness,
+            self.contrast,
             self.saturation,
-        )  # fmt: skip
+        )
         for f in dataclasses.fields(self):
             cast = bool if f.type == "bool" else float
             setattr(self, f.name, cast(getattr(self, f.name)))
