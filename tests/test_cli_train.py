@@ -130,7 +130,7 @@ def test_classify_dispatches_to_fit_classifier(tmp_path, monkeypatch, capsys):
         seen.update(kwargs)
         return {"auc": 0.5}
 
-    import segshield.classification.training as training
+    import segshield.training.classify as training
 
     monkeypatch.setattr(training, "fit_classifier", fake_fit)
     # --model defaults to the cnn classifier with --task classify

@@ -239,7 +239,7 @@ def test_training_is_deterministic_under_a_seed(tmp_path):
 
 
 def test_resume_continues_from_saved_epoch(tmp_path, monkeypatch):
-    import segshield.training.loop as loop
+    import segshield.training.segmentation as loop
 
     straight, _ = _train(tmp_path, "straight", epochs=3)
     real_eval = loop.evaluate_segmentation

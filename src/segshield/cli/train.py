@@ -143,23 +143,21 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
     if not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
-    if args.device == "cuda":
-        import torch
+    from segshield.utils.device import resolve_device
 
-        if not torch.cuda.is_available():
-            raise ValueError("--device: cuda was asked for but no CUDA device is available")
+    resolve_device(args.device, arg="--device")
     out = Path(args.output)
     if out.suffix in (".safetensors", ".json"):
         out = out.with_suffix("")
     if out.exists() and out.is_dir():
         raise ValueError(f"-o: {out} is a folder; give a file stem such as {out}/model")
     args.output = str(out)
-    if args.task == "classify":
-        from segshield.classification import list_classifiers
+    from segshield.models import list_models, parse_model_spec
 
+    if args.task == "classify":
         if args.model is None:
             args.model = "cnn"
-        check_choice("--model", args.model.split(":", 1)[0], list_classifiers())
+        check_choice("--model", parse_model_spec(args.model)[0], list_models("classify"))
         for flag, value in (
             ("--resume", args.resume),
             ("--val-split", args.val_split),
@@ -171,8 +169,6 @@ def validate(args: argparse.Namespace) -> None:
             if value is not None:
                 raise ValueError(f"{flag}: not supported with --task classify")
         return
-    from segshield.models import list_models, parse_model_spec
-
     if args.model is None:
         args.model = "unet"
     name, _ = parse_model_spec(args.model)
@@ -232,22 +228,24 @@ class _Subset:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print a JSON summary of the best epoch; 0 on success."""
+    common = {
+        "epochs": args.epochs,
+        "out": Path(args.output),
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "device": args.device,
+    }
     if args.task == "classify":
-        from segshield.classification.training import fit_classifier
+        from segshield.training import classify
 
-        result = fit_classifier(
-            data=args.data,
-            model=args.model,
-            size=args.size_hw[0],
-            epochs=args.epochs,
-            out=Path(args.output),
-            seed=args.seed,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            device=args.device,
+        result = classify.fit_classifier(
+            data=args.data, model=args.model, size=args.size_hw[0], **common
         )
         print(json.dumps(result, indent=2, default=str))
         return 0
+
+    import torch
 
     from segshield.models import build_model
     from segshield.training import train_segmentation
@@ -260,35 +258,22 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(
         args.model, num_classes=k, in_channels=channels, class_names=train_ds.class_names
     )
-    import torch
-
     log.info(
         "training %s (K=%d, C=%d) on %s: %d train / %d val items at %s, %d torch threads",
-        args.model,
-        k,
-        channels,
-        args.data,
-        len(train_ds),
-        len(val_ds),
-        "x".join(map(str, args.size_hw)),
-        torch.get_num_threads(),
+        *(args.model, k, channels, args.data, len(train_ds), len(val_ds)),
+        *("x".join(map(str, args.size_hw)), torch.get_num_threads()),
     )
     result = train_segmentation(
         model,
         train_ds,
         val_ds,
-        epochs=args.epochs,
-        out=args.output,
         regions=dict(train_ds.regions),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         resume=args.resume,
-        device=args.device,
         workers=args.workers or 0,
         trained_on=args.data,
         precision=args.precision,
         channels_last=args.channels_last,
+        **common,
     )
     summary = {k: result[k] for k in ("best_epoch", "best_scores", "epochs_run", "seconds")}
     summary["checkpoint"] = [f"{args.output}.safetensors", f"{args.output}.json"]

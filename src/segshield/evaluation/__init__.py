@@ -1,8 +1,10 @@
 """Evaluation: the harness, the results store, summaries, the HTML report and the demo.
 
-- :func:`run_evaluation` runs models x datasets x attacks x defences (SPEC §5) into a
-  resumable :class:`ResultStore` (SQLite + manifest), configured by :class:`EvalConfig`
-  (:func:`load_config` reads YAML or JSON).
+- :func:`run_evaluation` runs models x datasets x attacks x defences (docs/ALGORITHMS.md
+  §5) into a resumable :class:`ResultStore` (SQLite + manifest), configured by
+  :class:`EvalConfig` (:func:`load_config` reads YAML or JSON); each task is scored by a
+  small scorer (:mod:`~segshield.evaluation.scoring`: region scores for segmentation,
+  accuracy for classifiers). :func:`evaluate_classifier` runs the classifier pass alone.
 - :func:`summarize` and :func:`format_summary` aggregate and render the rows;
   :func:`render_report` writes the self-contained HTML report.
 - :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``.
@@ -13,6 +15,7 @@ Example:
     ['fr:pd=30,ac=5,gd=60', 'none']
 """
 
+from segshield.evaluation.classify import evaluate_classifier
 from segshield.evaluation.config import EvalConfig, load_config
 from segshield.evaluation.demo import DemoSettings, cached_model, run_demo, run_reproduce
 from segshield.evaluation.harness import quantize_8bit, run_evaluation
@@ -24,6 +27,7 @@ __all__ = [
     "EvalConfig",
     "load_config",
     "run_evaluation",
+    "evaluate_classifier",
     "quantize_8bit",
     "ResultStore",
     "KEY_COLUMNS",

@@ -57,9 +57,9 @@ class EvalConfig:
             error) where the dataset's regions allow. Default ``True``.
         eot_samples: forward passes averaged by adaptive attacks on randomised
             defences (EOT, Athalye et al., ICML 2018), >= 1. Default 10.
-        classifiers: classifier checkpoints (``segshield.classification``) evaluated
-            on every dataset with ``evaluate_classifier`` (issue 7): clean, attacked,
-            defended and defended-clean accuracy. Default none.
+        classifiers: classifier checkpoints (``segshield.models.load``, task
+            ``classify``) evaluated on every dataset, scored by accuracy: clean,
+            attacked, defended and defended-clean. Default none.
         classifier_attacks: attack specs for the classifiers (FGSM, PGD, CW). Default
             FGSM and a 10-step PGD, both L-inf eps 8/255.
         classifier_adaptive: also run the classifier attacks through each defence.

@@ -52,7 +52,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
 class NormalizedModel(nn.Module):
     """What every segshield model shares: the network, ``(x - mean) / std`` and a config.
 
-    :class:`SegmentationModel` and :class:`segshield.classification.Classifier` build on
+    :class:`SegmentationModel` and :class:`segshield.models.Classifier` build on
     it; it checks the settings, holds the per-channel statistics as buffers and fills in
     the checkpoint configuration.
 
@@ -124,7 +124,8 @@ class NormalizedModel(nn.Module):
     #: configuration entries the ``config`` argument cannot override
     fixed_config: dict[str, Any] = {}
 
-    def default_class_names(self, num_classes: int) -> list[str]:
+    @staticmethod
+    def default_class_names(num_classes: int) -> list[str]:
         """Class names used when the config gives none (see :func:`default_class_names`)."""
         return default_class_names(num_classes)
 
@@ -186,25 +187,9 @@ class SegmentationModel(NormalizedModel):
     """
 
     def __init__(
-        self,
-        net: nn.Module,
-        *,
-        num_classes: int,
-        in_channels: int,
-        mean: float | Sequence[float] = 0.5,
-        std: float | Sequence[float] = 0.5,
-        stride: int = 1,
-        config: dict[str, Any] | None = None,
-        supports_gradients: bool = True,
+        self, net: nn.Module, *, stride: int = 1, supports_gradients: bool = True, **settings: Any
     ) -> None:
-        super().__init__(
-            net,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            mean=mean,
-            std=std,
-            config=config,
-        )
+        super().__init__(net, **settings)
         check_number("stride", stride, low=1, integer=True)
         self.stride = int(stride)
         self.supports_gradients = bool(supports_gradients)

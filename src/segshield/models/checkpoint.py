@@ -1,8 +1,11 @@
 """Checkpoints: ``X.safetensors`` (weights) + ``X.json`` (config), written atomically.
 
-Loading never unpickles: weights come from safetensors, settings from JSON, and the
-network is rebuilt from the registry by ``config["architecture"]`` and
-``config["arch_kwargs"]``. ``.pt``/``.pth``/``.pkl`` files are refused.
+One format for every task: the config's ``"task"`` (``"classify"`` for classifiers;
+absent, as in every checkpoint written before it existed, for segmentation) picks the
+registry the network is rebuilt from. Loading never unpickles: weights come from
+safetensors, settings from JSON, and the network is rebuilt from the registry by
+``config["architecture"]`` and ``config["arch_kwargs"]``. ``.pt``/``.pth``/``.pkl``
+files are refused.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 import torch
 
-from segshield.models.base import SegmentationModel
+from segshield.models.base import NormalizedModel
+from segshield.models.registry import SEGMENT, TASKS, build_model, list_models
 from segshield.utils.imageio import atomic_write_bytes
 
 __all__ = [
@@ -21,7 +25,10 @@ __all__ = [
     "load",
     "restore",
     "checkpoint_paths",
+    "stem_paths",
     "read_config",
+    "read_json",
+    "read_safetensors",
     "FORMAT",
     "FORMAT_VERSION",
 ]
@@ -29,6 +36,8 @@ __all__ = [
 FORMAT = "segshield-model"
 FORMAT_VERSION = 1
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
+#: task -> what a checkpoint of it is called in messages
+_KIND = {"segment": "segmentation", "classify": "classifier"}
 
 # key -> (expected types, description for the error message)
 _REQUIRED: dict[str, tuple[tuple[type, ...], str]] = {
@@ -42,6 +51,19 @@ _REQUIRED: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+def stem_paths(path: str | Path, weights: str, config: str) -> tuple[Path, Path]:
+    """``(X + weights, X + config)`` for the stem ``X`` of ``X``, ``X.safetensors`` or ``X.json``.
+
+    Example:
+        >>> [p.name for p in stem_paths("runs/m.json", ".state.safetensors", ".state.json")]
+        ['m.state.safetensors', 'm.state.json']
+    """
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + weights), p.with_name(p.name + config)
+
+
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """``(X.safetensors, X.json)`` for ``X``, ``X.safetensors`` or ``X.json``.
 
@@ -49,25 +71,22 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
         >>> [p.name for p in checkpoint_paths("runs/model.json")]
         ['model.safetensors', 'model.json']
     """
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+    return stem_paths(path, ".safetensors", ".json")
 
 
-def save(model: SegmentationModel, path: str | Path) -> tuple[Path, Path]:
+def save(model: NormalizedModel, path: str | Path) -> tuple[Path, Path]:
     """Write ``model`` as ``PATH.safetensors`` + ``PATH.json``, each atomically.
 
     Args:
-        model: a :class:`SegmentationModel` built by :func:`build_model` (its
-            ``config["architecture"]`` must be a registry name).
+        model: a segmentation model or classifier built by :func:`build_model` (its
+            ``config["architecture"]`` must be a registry name of its task).
         path: the stem ``X``, or ``X.safetensors`` / ``X.json``.
 
     Returns:
         The two paths written.
 
     Raises:
-        TypeError: ``model`` is not a ``SegmentationModel``.
+        TypeError: ``model`` is not a segshield model.
         ValueError: the model's architecture is not in the registry (a wrapped user,
             TorchScript or ONNX model: keep its own file instead).
 
@@ -80,18 +99,17 @@ def save(model: SegmentationModel, path: str | Path) -> tuple[Path, Path]:
     """
     from safetensors.torch import save as st_save
 
-    from segshield.models.registry import MODELS
-
-    if not isinstance(model, SegmentationModel):
+    if not isinstance(model, NormalizedModel):
         raise TypeError(
             f"model: expected a segshield SegmentationModel, got {type(model).__name__}"
         )
+    task = model.config.get("task", SEGMENT)
     arch = model.config.get("architecture")
-    if arch not in MODELS:
+    if arch not in list_models(task):
         raise ValueError(
             f"model: cannot save architecture {arch!r}: only registry models "
-            f"({', '.join(MODELS)}) can be rebuilt from a checkpoint; keep the original "
-            "TorchScript/ONNX file or save your own module's weights"
+            f"({', '.join(list_models(task))}) can be rebuilt from a checkpoint; keep the "
+            "original TorchScript/ONNX file or save your own module's weights"
         )
     weights_path, json_path = checkpoint_paths(path)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -99,9 +117,39 @@ def save(model: SegmentationModel, path: str | Path) -> tuple[Path, Path]:
     config["format"] = FORMAT
     config["format_version"] = FORMAT_VERSION
     text = json.dumps(config, indent=2, sort_keys=True, allow_nan=True)
-    atomic_write_bytes(weights_path, st_save(state, metadata={"format": FORMAT}))
+    meta = {"format": FORMAT} if "task" not in config else {"format": FORMAT, "task": task}
+    atomic_write_bytes(weights_path, st_save(state, metadata=meta))
     atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
     return weights_path, json_path
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file.
+
+    Raises:
+        ValueError: not valid JSON (the message names the file).
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); the file is damaged") from exc
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file's tensors (CPU); never unpickles.
+
+    Raises:
+        ValueError: not a safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    try:
+        return st_load(path.read_bytes())
+    except SafetensorError as exc:
+        raise ValueError(
+            f"{path}: not a safetensors file ({exc}); segshield never loads pickles"
+        ) from exc
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -119,10 +167,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
             f"{json_path}: checkpoint config not found; a segshield checkpoint is X.json + "
             "X.safetensors (written by segshield train or segshield.models.save)"
         )
-    try:
-        config = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{json_path}: not valid JSON ({exc}); the file is damaged") from exc
+    config = read_json(json_path)
     if not isinstance(config, dict):
         raise ValueError(f"{json_path}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT:
@@ -141,24 +186,28 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+def load(
+    path: str | Path, map_location: str | torch.device = "cpu", *, task: str | None = None
+) -> torch.nn.Module:
     """Load a checkpoint written by :func:`save`, in eval mode; never unpickles.
 
-    A classifier checkpoint (``"task": "classify"`` in its JSON, written by
-    :func:`segshield.classification.save_classifier`) is handed to
-    :func:`segshield.classification.load_classifier`, so one call loads either kind.
+    One call loads either kind: the config's ``"task"`` (absent: segmentation) picks the
+    registry (:func:`segshield.models.build_model`) that rebuilds the network.
 
     Args:
         path: ``X``, ``X.safetensors`` or ``X.json``.
         map_location: device for the weights. Default ``"cpu"``.
+        task: ``"segment"`` or ``"classify"`` to insist on that kind of checkpoint, or
+            None (default) for either.
 
     Returns:
         The rebuilt :class:`SegmentationModel` (or ``Classifier``) with ``config`` from the
         JSON.
 
     Raises:
-        ValueError: a pickle file (``.pt``, ``.pth``, ...), a malformed config, an
-            unknown architecture, or weights that do not match it.
+        ValueError: a pickle file (``.pt``, ``.pth``, ...), a malformed config, a
+            checkpoint of another task than ``task``, an unknown architecture, or weights
+            that do not match it.
         FileNotFoundError: one of the two files is missing.
 
     Example:
@@ -169,37 +218,37 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn
         >>> load(stem + ".json").num_classes
         1
     """
-    from segshield.models.registry import MODELS, build_model
-
     config = read_config(path)
-    if config.get("task") == "classify":
-        from segshield.classification import load_classifier
-
-        return load_classifier(path, map_location=map_location)
-    weights_path, json_path = checkpoint_paths(path)
-    if config["architecture"] not in MODELS:
+    _, json_path = checkpoint_paths(path)
+    found = config.get("task", SEGMENT)
+    if found not in TASKS:
+        raise ValueError(f"{json_path}: unknown task {found!r}; valid: {', '.join(TASKS)}")
+    if task is not None and found != task:
         raise ValueError(
-            f"{json_path}: unknown architecture {config['architecture']!r}; "
-            f"valid: {', '.join(MODELS)}"
+            f"{json_path}: a {_KIND[found]} checkpoint, not a {_KIND[task]} one (its 'task' "
+            f"is {found!r}); load it with segshield.models.load"
         )
-    return restore(path, config, build_model, map_location)
+    if config["architecture"] not in list_models(found):
+        raise ValueError(
+            f"{json_path}: unknown architecture {config['architecture']!r}; valid "
+            f"{_KIND[found]} architectures: {', '.join(list_models(found))}"
+        )
+    return restore(path, config, map_location=map_location)
 
 
 def restore(
     path: str | Path,
     config: dict[str, Any],
-    build: Any,
+    build: Any = build_model,
     map_location: str | torch.device = "cpu",
 ) -> torch.nn.Module:
     """Rebuild a model from its checked ``config`` and load its safetensors weights.
 
-    The one loading path shared by segmentation models and classifiers.
-
     Args:
         path: ``X``, ``X.safetensors`` or ``X.json``.
         config: the JSON config, already read by :func:`read_config`.
-        build: factory ``build(architecture, num_classes=, in_channels=, mean=, std=,
-            class_names=, **arch_kwargs)``.
+        build: factory ``build(architecture, task=, num_classes=, in_channels=, mean=,
+            std=, class_names=, **arch_kwargs)``. Default :func:`build_model`.
         map_location: device for the weights. Default ``"cpu"``.
 
     Returns:
@@ -210,21 +259,14 @@ def restore(
         ValueError: not a safetensors file, invalid settings, or weights that do not
             match the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     weights_path, json_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: checkpoint weights not found next to {json_path}")
-    try:
-        state = st_load(weights_path.read_bytes())
-    except SafetensorError as exc:
-        raise ValueError(
-            f"{weights_path}: not a safetensors file ({exc}); segshield never loads pickles"
-        ) from exc
+    state = read_safetensors(weights_path)
     try:
         model = build(
             config["architecture"],
+            task=config.get("task", SEGMENT),
             num_classes=config["num_classes"],
             in_channels=config["in_channels"],
             mean=config["mean"],

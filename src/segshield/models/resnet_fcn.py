@@ -14,6 +14,7 @@ from torch import nn
 
 from segshield._checks import check_number
 from segshield.models.resnet import ResNetEncoder
+from segshield.models.unet import conv_bn_relu
 
 __all__ = ["ResNetFCN"]
 
@@ -24,11 +25,7 @@ class _UpStep(nn.Module):
         self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
         self.skip = nn.Conv2d(cskip, cout, 1, bias=False)
         self.fuse = nn.Sequential(
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), *conv_bn_relu(cout, cout)
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segshield._checks import check_number
+from segshield.models.unet import conv_bn_relu
 
 __all__ = ["SmallSegNet"]
 
@@ -19,9 +20,7 @@ __all__ = ["SmallSegNet"]
 def _sep_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False),
-        nn.Conv2d(cin, cout, 1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
+        *conv_bn_relu(cin, cout, kernel=1),
     )
 
 
@@ -53,12 +52,7 @@ class SmallSegNet(nn.Module):
         check_number("num_classes", num_classes, low=1, integer=True)
         check_number("width", width, low=1, integer=True)
         w1, w2, w3 = width, 2 * width, 4 * width
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, w1, 3, padding=1, bias=False),
-            nn.BatchNorm2d(w1),
-            nn.ReLU(inplace=True),
-            _sep_block(w1, w1),
-        )
+        self.stem = nn.Sequential(*conv_bn_relu(in_channels, w1), _sep_block(w1, w1))
         self.enc2 = nn.Sequential(_sep_block(w1, w2, stride=2), _sep_block(w2, w2))
         self.enc3 = nn.Sequential(_sep_block(w2, w3, stride=2), _sep_block(w3, w3))
         self.dec2 = _sep_block(w3, w2)

@@ -12,19 +12,26 @@ from torch import nn
 
 from segshield._checks import check_number
 
-__all__ = ["UNet", "conv_block"]
+__all__ = ["UNet", "conv_block", "conv_bn_relu"]
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    """A convolution without bias (``kernel // 2`` padding), batch norm and ReLU.
+
+    Example:
+        >>> [type(m).__name__ for m in conv_bn_relu(3, 4)]
+        ['Conv2d', 'BatchNorm2d', 'ReLU']
+    """
+    return [
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     """Two 3x3 convolutions, each followed by batch norm and ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+    return nn.Sequential(*conv_bn_relu(cin, cout), *conv_bn_relu(cout, cout))
 
 
 class UNet(nn.Module):

@@ -1,4 +1,9 @@
-"""Training segmentation models: Dice + CE loss, augmentation, train/validate loop.
+"""Training: one loop for every task, with the task's loss and validation as small parts.
+
+- :func:`fit` (:mod:`~segshield.training.loop`): epochs, batches, optimiser, logging,
+  best checkpoint, resume;
+- :func:`train_segmentation`: Dice + CE, augmentation, region scores;
+- :func:`fit_classifier`: class-weighted cross-entropy, flips, accuracy.
 
 Example:
     >>> import torch
@@ -7,22 +12,29 @@ Example:
     True
 """
 
+from segshield._deprecation import moved_names
 from segshield.training.augment import Augment, augment_pair
-from segshield.training.loop import (
-    evaluate_segmentation,
-    resolve_device,
-    state_paths,
-    train_segmentation,
-)
+from segshield.training.classify import classifier_accuracy, fit_classifier
+from segshield.training.loop import fit
 from segshield.training.losses import DiceCELoss, dice_ce_loss
+from segshield.training.segmentation import evaluate_segmentation, train_segmentation
+from segshield.training.state import state_paths
+from segshield.utils.device import resolve_device as _resolve_device
 
 __all__ = [
     "Augment",
     "augment_pair",
     "DiceCELoss",
     "dice_ce_loss",
+    "classifier_accuracy",
     "evaluate_segmentation",
-    "resolve_device",
+    "fit",
+    "fit_classifier",
     "state_paths",
     "train_segmentation",
 ]
+
+__getattr__ = moved_names(
+    __name__,
+    {"resolve_device": ("segshield.utils.device.resolve_device", lambda: _resolve_device)},
+)

@@ -10,7 +10,9 @@ contrast, saturation) on the image only. All randomness comes from one
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,15 @@ import torch.nn.functional as F
 from segshield._checks import check_images, check_masks, check_number
 
 __all__ = ["augment_pair", "Augment"]
+
+
+def _check_settings(rotate, scale, translate, brightness, contrast, saturation) -> None:
+    check_number("rotate", rotate, low=0, high=180)
+    for name, value in (("scale", scale), ("translate", translate)):
+        check_number(name, value, low=0, high=0.5)
+    for name, value in (("brightness", brightness), ("contrast", contrast)):
+        check_number(name, value, low=0, high=1)
+    check_number("saturation", saturation, low=0, high=1)
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -69,12 +80,7 @@ def augment_pair(
     """
     check_images(images)
     check_masks(masks, like=images)
-    check_number("rotate", rotate, low=0, high=180)
-    for name, value in (("scale", scale), ("translate", translate)):
-        check_number(name, value, low=0, high=0.5)
-    for name, value in (("brightness", brightness), ("contrast", contrast)):
-        check_number(name, value, low=0, high=1)
-    check_number("saturation", saturation, low=0, high=1)
+    _check_settings(rotate, scale, translate, brightness, contrast, saturation)
     b, c = images.shape[:2]
     dev, dt = images.device, images.dtype
     # Draw every random number on the CPU generator, in a fixed order.
@@ -118,6 +124,7 @@ def augment_pair(
     return x.clamp(0, 1), m
 
 
+@dataclasses.dataclass
 class Augment:
     """Augmentation settings; calling it applies :func:`augment_pair`.
 
@@ -141,39 +148,34 @@ class Augment:
         torch.Size([1, 4, 4])
     """
 
-    def __init__(
-        self,
-        hflip: bool = True,
-        vflip: bool = True,
-        rotate: float = 15.0,
-        scale: float = 0.1,
-        translate: float = 0.05,
-        brightness: float = 0.1,
-        contrast: float = 0.1,
-        saturation: float = 0.1,
-    ) -> None:
-        check_number("rotate", rotate, low=0, high=180)
-        check_number("scale", scale, low=0, high=0.5)
-        check_number("translate", translate, low=0, high=0.5)
-        check_number("brightness", brightness, low=0, high=1)
-        check_number("contrast", contrast, low=0, high=1)
-        check_number("saturation", saturation, low=0, high=1)
-        self.settings = {
-            "hflip": bool(hflip),
-            "vflip": bool(vflip),
-            "rotate": float(rotate),
-            "scale": float(scale),
-            "translate": float(translate),
-            "brightness": float(brightness),
-            "contrast": float(contrast),
-            "saturation": float(saturation),
-        }
+    hflip: bool = True
+    vflip: bool = True
+    rotate: float = 15.0
+    scale: float = 0.1
+    translate: float = 0.05
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_settings(
+            self.rotate,
+            self.scale,
+            self.translate,
+            self.brightness,
+            self.contrast,
+            self.saturation,
+        )
+        for f in dataclasses.fields(self):
+            cast = bool if f.type == "bool" else float
+            setattr(self, f.name, cast(getattr(self, f.name)))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings as a plain dict (stored with the training run)."""
+        return dataclasses.asdict(self)
 
     def __call__(
         self, images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return augment_pair(images, masks, generator, **self.settings)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.settings.items())
-        return f"Augment({args})"
