@@ -105,20 +105,23 @@ def _check_blockable(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _rows_cols(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Per block ``left @ block @ right`` on images ``(..., H, W)``, keeping the layout.
+def _rows_cols(
+    x: torch.Tensor, left: torch.Tensor, right: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Per block ``left @ block @ right`` on contiguous images ``height x width``, in layout.
 
-    ``left`` is ``(r, r)`` and ``right`` ``(s, s)`` (8, or 16 for a block-diagonal pair of
-    8x8 matrices: two blocks per product); ``r`` divides H and ``s`` divides W. Block
-    ``(i, j)``'s entry ``(u, v)`` lies at ``(8i + u, 8j + v)`` in the result.
+    ``x`` holds images ``(..., height, width)`` in any contiguous shape of that size (e.g.
+    ``(..., height / 8, 8, width)``). ``left`` is ``(r, r)`` and ``right`` ``(s, s)`` (8,
+    or 16 for a block-diagonal pair of 8x8 matrices: two blocks per product); ``r``
+    divides the height and ``s`` the width. The result is ``(N, height, width / s, s)``
+    with N images; reshaped to ``(..., height, width)``, block ``(i, j)``'s entry
+    ``(u, v)`` lies at ``(8i + u, 8j + v)``.
     """
-    *lead, h, w = x.shape
     rh, rw = left.shape[0], right.shape[0]
-    # Rows: view as (..., H/r, r, W) and multiply by `left` from the left.
-    y = torch.matmul(left, x.reshape(*lead, h // rh, rh, w))
-    # Columns: view as (..., H, W/s, s) and multiply by `right` from the right.
-    y = torch.matmul(y.reshape(*lead, h, w // rw, rw), right)
-    return y.reshape(*lead, h, w)
+    # Rows: view as (N, H/r, r, W) and multiply by `left` from the left.
+    y = torch.matmul(left, x.reshape(-1, height // rh, rh, width))
+    # Columns: view as (N, H, W/s, s) and multiply by `right` from the right.
+    return torch.matmul(y.reshape(-1, height, width // rw, rw), right)
 
 
 def _image_to_blocks(y: torch.Tensor) -> torch.Tensor:
@@ -158,7 +161,7 @@ def block_dct(x: torch.Tensor) -> torch.Tensor:
     """
     _check_blockable(x, "x")
     d = _dct_matrix_cached(8, x.dtype, _device(x.device))
-    return _image_to_blocks(_rows_cols(x, d, d.T))
+    return _image_to_blocks(_rows_cols(x, d, d.T, *x.shape[-2:]).reshape(x.shape))
 
 
 def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
@@ -196,7 +199,8 @@ def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
             f"{tuple(coeffs.shape)}; pass the output of block_dct"
         )
     d = _dct_matrix_cached(8, coeffs.dtype, _device(coeffs.device))
-    return _rows_cols(_blocks_to_image(coeffs), d.T, d)
+    x = _blocks_to_image(coeffs)
+    return _rows_cols(x, d.T, d, *x.shape[-2:]).reshape(x.shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,8 +209,8 @@ def _transforms(
 ) -> tuple[torch.Tensor, ...]:
     """``(left, right, left_inv, right_inv)`` for padded images of ``height x width``.
 
-    ``_rows_cols(x, left, right)`` gives ``scale · D B Dᵀ`` for every block and
-    ``_rows_cols(c, left_inv, right_inv)`` gives ``Dᵀ C D / scale``; the matrices are
+    ``_rows_cols(x, left, right, ...)`` gives ``scale · D B Dᵀ`` for every block and
+    ``_rows_cols(c, left_inv, right_inv, ...)`` gives ``Dᵀ C D / scale``; the matrices are
     block-diagonal 16x16 (two blocks per product) where the size allows, else 8x8. Built
     in float64, then cast.
     """
@@ -220,7 +224,6 @@ def _transforms(
     return tuple(t.to(dtype=dtype, device=device).contiguous() for t in ops)
 
 
-@functools.lru_cache(maxsize=64)
 def _tiles(
     key: tuple[float, ...], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
     width: int,
@@ -246,6 +249,22 @@ def _tiles(
     inv = torch.where(keep, torch.zeros_like(tile), 1 / tile)
     out = tuple(t.to(dtype=dtype, device=device).contiguous() for t in (inv, tile))
     return out[0], out[1], keep.to(device) if bool(keep.any()) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _operands(
+    key: tuple[float, ...],
+    shape: tuple[int, ...],
+    scale: float,
+    dtype: torch.dtype,
+    device: torch.device,
+    height: int,
+    width: int,
+) -> tuple[torch.Tensor | None, ...]:
+    """``_transforms(...) + _tiles(...)``: everything one table needs, in one cache lookup."""
+    return _transforms(scale, dtype, device, height, width) + _tiles(
+        key, shape, dtype, device, width
+    )
 
 
 def _compute_dtype(x: torch.Tensor, pad: str, compute_dtype: torch.dtype | None) -> torch.dtype:
@@ -359,12 +378,13 @@ def _quantize(
     dev = _device(x.device)
     xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
     hp, wp = xp.shape[-2:]
-    left, right, left_inv, right_inv = _transforms(scale, dtype, dev, hp, wp)
-    # A batch's tiles are not cached: the tuner sends new tables every call.
-    tiles = _tiles.__wrapped__ if batched else _tiles
-    inv_tile, tile, keep = tiles(key, shape, dtype, dev, wp)
+    # A batch is not cached: the tuner sends new tables every call.
+    operands = _operands.__wrapped__ if batched else _operands
+    left, right, left_inv, right_inv, inv_tile, tile, keep = operands(
+        key, shape, scale, dtype, dev, hp, wp
+    )
     # [.., i, u, 8j + v]: block (i, j), frequency (u, v)
-    coeff = _rows_cols(xp, left, right).reshape(b, c, hp // 8, 8, wp)
+    coeff = _rows_cols(xp, left, right, hp, wp).reshape(b, c, hp // 8, 8, wp)
     fresh = smooth or (torch.is_grad_enabled() and coeff.requires_grad)  # autograd: no in-place
     if smooth:
         levels = smooth_round(coeff * inv_tile)
@@ -377,7 +397,8 @@ def _quantize(
     levels = levels * tile if fresh else levels.mul_(tile)
     if keep is not None:
         levels = torch.where(keep, coeff, levels)
-    y = _rows_cols(levels.reshape(*levels.shape[:-3], hp, wp), left_inv, right_inv)
+    lead = (shape[0], b, c) if batched else (b, c)
+    y = _rows_cols(levels, left_inv, right_inv, hp, wp).reshape(*lead, hp, wp)
     if hp != h or wp != w:
         y = y[..., :h, :w]
     if clip:
