@@ -27,14 +27,14 @@ from segshield.defenses.rounding import smooth_round
 from segshield.utils.padding import PAD_MODES, _pad_unchecked, pad_to_multiple
 
 __all__ = [
-    "dct_matrix",
+    "quantize_blocks",
+    "QUANTIZE_PAD_MODES",
     "block_dct",
     "block_idct",
-    "quantize_blocks",
-    "pad_to_multiple",
+    "dct_matrix",
     "zigzag_order",
+    "pad_to_multiple",
     "PAD_MODES",
-    "QUANTIZE_PAD_MODES",
 ]
 
 #: Padding modes of :func:`quantize_blocks` (``"crop"`` would change the image size).

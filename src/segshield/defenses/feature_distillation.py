@@ -68,14 +68,13 @@ class FeatureDistillation(FrequencyRefinement):
 
     Example:
         >>> fd = FeatureDistillation()
-        >>> fd(torch.rand(1, 1, 20, 20)).shape
-        torch.Size([1, 1, 20, 20])
+        >>> fd.table[0, 0].item(), fd(torch.rand(1, 1, 20, 20)).shape
+        (25.0, torch.Size([1, 1, 20, 20]))
         >>> fd.spec()
         'fd:low=25,high=30,low_size=4,pad=edge,clip=true,gradient=bpda'
     """
 
     name = "fd"
-    gradients = ("bpda", "smooth")
 
     def __init__(
         self,

@@ -206,23 +206,15 @@ class FrequencyRefinement(Defense):
 
     # -- alternative constructors -----------------------------------------------------
     @classmethod
-    def from_table(
-        cls,
-        table: Any,
-        *,
-        pad: str = "edge",
-        clip: bool = True,
-        gradient: str = "bpda",
-        quality: int | None = None,
-        compute_dtype: torch.dtype | None = None,
-    ) -> FrequencyRefinement:
+    def from_table(cls, table: Any, **settings: Any) -> FrequencyRefinement:
         """FR with any table: ``(8, 8)`` for all channels or ``(C, 8, 8)``, one per channel.
 
-        The same as ``FrequencyRefinement(table=table, ...)``.
+        The same as ``FrequencyRefinement(table=table, **settings)``.
 
         Args:
             table: steps on the 0..255 scale, > 0 (tensor, array or nested lists).
-            pad, clip, gradient, quality, compute_dtype: as in the constructor.
+            **settings: ``pad``, ``clip``, ``gradient``, ``quality``, ``compute_dtype``,
+                as in the constructor.
 
         Returns:
             A new :class:`FrequencyRefinement`.
@@ -234,14 +226,7 @@ class FrequencyRefinement(Defense):
             >>> FrequencyRefinement.from_table(torch.full((8, 8), 16.0)).table[0, 0].item()
             16.0
         """
-        return cls(
-            table=table,
-            pad=pad,
-            clip=clip,
-            gradient=gradient,
-            quality=quality,
-            compute_dtype=compute_dtype,
-        )
+        return cls(table=table, **settings)
 
     @classmethod
     def from_zigzag(cls, steps: Any, bounds: Any = None, **kwargs: Any) -> FrequencyRefinement:
