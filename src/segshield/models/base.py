@@ -38,8 +38,7 @@ __getattr__ = moved_names(
     __name__,
     {
         "pad_to_multiple": (
-            "segshield.utils.padding.pad_to_multiple(x, multiple), which returns "
-            "(padded, (H, W))",
+            "segshield.utils.padding.pad_to_multiple(x, multiple), which returns (padded, (H, W))",
             lambda: _legacy_pad_to_multiple,
         )
     },
