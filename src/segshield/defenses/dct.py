@@ -317,7 +317,9 @@ def quantize_blocks(
             ``C'`` = 1 or C (tensor, array or nested lists).
         pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*); the output is always
             cropped back to ``H x W``.
-        clip: clip the result to ``[0, 1]`` (default True).
+        clip: clip the result to ``[0, 1]`` (default True). Without it the quantiser is
+            idempotent, ``q(q(x)) == q(x)`` up to float error, when H and W are multiples
+            of 8 (at a padded border the second pass sees different padding).
         smooth: replace rounding by the differentiable surrogate ``r + (t - r)**3``
             (default False: exact rounding, half to even).
         compute_dtype: ``torch.float32``, ``torch.float64`` or None (default: float64

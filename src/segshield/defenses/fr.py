@@ -48,37 +48,21 @@ _BAND_DEFAULTS = dict(
 )
 
 
-def frequency_refine(
-    x: torch.Tensor,
-    table: torch.Tensor,
-    *,
-    pad: str = "edge",
-    clip: bool = True,
-    smooth: bool = False,
-    compute_dtype: torch.dtype | None = None,
-    scale: float = 255.0,
-) -> torch.Tensor:
+def frequency_refine(x: torch.Tensor, table: Any, **settings: Any) -> torch.Tensor:
     """Frequency Refinement of a batch of images (the pure function behind the module).
 
     Reference: Liu et al., MICCAI 2020 (docs/ALGORITHMS.md §2 steps 1-5). The work is
-    :func:`~segshield.defenses.dct.quantize_blocks`; this function only insists on steps
-    > 0 and on one table.
+    :func:`~segshield.defenses.dct.quantize_blocks`; FR insists on one table with
+    steps > 0. The output is always cropped back to ``H x W`` (the paper's code returns
+    the padded size).
 
     Args:
-        x: images ``(B, C, H, W)`` in ``[0, 1]`` (values ``v`` stand for ``v * scale``
-            grey levels), any C, H, W.
+        x: images ``(B, C, H, W)`` in ``[0, 1]``, any C, H, W.
         table: steps ``(8, 8)`` or ``(C, 8, 8)`` on the 0..255 scale, > 0.
-        pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*); the output is
-            always cropped back to ``H x W`` (the paper's code returns the padded size).
-        clip: clip the result to ``[0, 1]`` (default True). Without it FR is idempotent,
-            ``FR(FR(x)) == FR(x)`` up to float error, when H and W are multiples of 8 (at
-            a padded border the second pass sees different padding).
-        smooth: replace rounding by the differentiable surrogate
-            ``r + (t - r)**3`` (default False: exact rounding, half to even).
-        compute_dtype: dtype of the arithmetic; default None means float64 for
-            ``pad="zero"`` (paper-faithful, matches a float64 reference except at exact
-            rounding ties) or float64 input, float32 otherwise.
-        scale: grey levels of value 1.0 (default 255.0; the table is on this scale).
+        **settings: ``pad`` (``"edge"``, default, or ``"zero"``, *paper-faithful*),
+            ``clip`` (default True), ``smooth`` (default False), ``compute_dtype``
+            (default None: float64 for ``pad="zero"`` or float64 input, else float32) and
+            ``scale`` (default 255.0), as in :func:`~segshield.defenses.dct.quantize_blocks`.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -88,23 +72,16 @@ def frequency_refine(
         The refined images.
 
     Raises:
-        TypeError: ``x`` is not a float tensor.
-        ValueError: bad shape, bad ``pad``, or a per-channel table whose C differs.
+        TypeError: ``x`` is not a float tensor, or an unknown setting.
+        ValueError: bad shape, a step <= 0, bad ``pad``, or a per-channel table whose C
+            differs.
 
     Example:
         >>> x = torch.rand(2, 3, 30, 17)
-        >>> frequency_refine(x, band_table()).shape
+        >>> frequency_refine(x, band_table(), pad="zero").shape
         torch.Size([2, 3, 30, 17])
     """
-    return quantize_blocks(
-        x,
-        check_table(table),
-        pad=pad,
-        clip=clip,
-        smooth=smooth,
-        compute_dtype=compute_dtype,
-        scale=scale,
-    )
+    return quantize_blocks(x, check_table(table), **settings)
 
 
 class FrequencyRefinement(Defense):
