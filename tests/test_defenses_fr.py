@@ -18,6 +18,7 @@ from segshield.defenses import (
     dct_matrix,
     frequency_refine,
     pad_to_multiple,
+    quantize_blocks,
     scale_table,
     smooth_round,
     zigzag_order,
@@ -146,6 +147,84 @@ def test_dct_errors():
         dct_matrix(0)
     with pytest.raises(TypeError):
         zigzag_order(8.5)
+
+
+def test_one_pad_to_multiple_and_the_deprecated_models_alias():
+    from segshield.defenses import dct
+    from segshield.models import base
+    from segshield.utils import padding
+
+    assert dct.pad_to_multiple is padding.pad_to_multiple is pad_to_multiple
+    x = torch.rand(1, 1, 5, 9)
+    with pytest.warns(DeprecationWarning, match="segshield.utils.padding.pad_to_multiple"):
+        old = base.pad_to_multiple
+    y, h, w = old(x, 4)  # the old contract: (padded, H, W), edge replication
+    assert (tuple(y.shape), h, w) == ((1, 1, 8, 12), 5, 9)
+    torch.testing.assert_close(y, pad_to_multiple(x, 4, "edge")[0])
+    assert "pad_to_multiple" not in base.__all__
+
+
+# --- quantize_blocks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pad", ["edge", "zero"])
+def test_quantize_blocks_matches_per_block_reference(pad):
+    x = quantised_images((2, 3, 21, 30), seed=4).double()
+    q = 1 + 40 * torch.rand(
+        3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    ref, tie = reference_fr(x.numpy(), q.numpy(), pad=pad)
+    for table in (q, q.unsqueeze(0)):  # one per-channel table, and a batch of one
+        y = quantize_blocks(x, table, pad=pad)
+        y = y[0] if table.ndim == 4 else y
+        np.testing.assert_allclose(y.numpy()[~tie], ref[~tie], atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pad", ["edge", "zero"])
+def test_quantize_blocks_batch_equals_one_table_at_a_time_bit_for_bit(pad, dtype):
+    g = torch.Generator().manual_seed(2)
+    for shape in ((2, 3, 17, 33), (1, 1, 8, 8), (3, 1, 40, 23)):
+        x = torch.rand(shape, generator=g).to(dtype)
+        c = shape[1]
+        shared, per_channel = (
+            1 + 60 * torch.rand(v, k, 8, 8, generator=g) for v, k in ((4, 1), (3, c))
+        )
+        for tables in (shared, per_channel):
+            batch = quantize_blocks(x, tables, pad=pad)
+            assert batch.shape == (tables.shape[0], *shape) and batch.dtype == dtype
+            for i, t in enumerate(tables):
+                single = quantize_blocks(x, t if c > 1 else t[0], pad=pad)
+                assert torch.equal(batch[i], single)
+                assert torch.equal(single, FrequencyRefinement.from_table(t, pad=pad)(x))
+
+
+def test_quantize_blocks_zero_steps_leave_coefficients_untouched():
+    x = torch.rand(2, 1, 16, 24, dtype=torch.float64)
+    torch.testing.assert_close(quantize_blocks(x, torch.zeros(8, 8), clip=False), x)
+    t = torch.zeros(8, 8, dtype=torch.float64)
+    t[0, 0] = 40.0  # only the DC term is quantised
+    c_in, c_out = block_dct(x * 255), block_dct(quantize_blocks(x, t, clip=False) * 255)
+    torch.testing.assert_close(c_out[..., 1:, :], c_in[..., 1:, :])
+    torch.testing.assert_close(c_out[..., 0, 0], torch.round(c_in[..., 0, 0] / 40) * 40)
+
+
+def test_quantize_blocks_errors():
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="steps >= 0"):
+        quantize_blocks(x, -torch.ones(8, 8))
+    with pytest.raises(ValueError, match=r"\(V, C, 8, 8\)"):
+        quantize_blocks(x, torch.ones(2, 2, 2, 8, 8))
+    with pytest.raises(ValueError, match="one table per channel"):
+        quantize_blocks(x, torch.ones(4, 2, 8, 8))
+    with pytest.raises(ValueError, match="pad"):
+        quantize_blocks(x, torch.ones(8, 8), pad="crop")
+    with pytest.raises(ValueError, match="scale"):
+        quantize_blocks(x, torch.ones(8, 8), scale=0)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        quantize_blocks(x, torch.ones(8, 8), compute_dtype=torch.float16)
+    with pytest.raises(TypeError):
+        quantize_blocks(x.numpy(), torch.ones(8, 8))
 
 
 # --- FR values ----------------------------------------------------------------------------
@@ -438,6 +517,22 @@ def test_per_channel_table_channel_mismatch_in_module():
     fr = FrequencyRefinement.from_table(torch.full((3, 8, 8), 10.0))
     with pytest.raises(ValueError, match="one table per channel"):
         fr(torch.rand(1, 1, 8, 8))
+
+
+def test_one_table_constructor():
+    t = 1 + 50 * torch.rand(3, 8, 8, dtype=torch.float64)
+    a = FrequencyRefinement(table=t, pad="zero", quality=60)
+    b = FrequencyRefinement.from_table(t, pad="zero", quality=60)
+    assert torch.equal(a.table, b.table) and a.spec() == b.spec()
+    assert a.spec().startswith("fr:table=") and "quality" not in a.spec()
+    x = torch.rand(1, 3, 19, 27)
+    assert torch.equal(a(x), b(x))
+    # the paper's band table given as a table is the band FR, but spelled as a table
+    banded, tabled = FrequencyRefinement(), FrequencyRefinement(table=band_table())
+    assert torch.equal(banded(x), tabled(x)) and banded.spec() != tabled.spec()
+    assert FrequencyRefinement(table=band_table(), pd=30, gd=60.0).spec() == tabled.spec()
+    with pytest.raises(ValueError, match="either a table or band settings.*gd, pd_size"):
+        FrequencyRefinement(gd=80, pd_size=3, table=band_table())
 
 
 def test_feature_distillation_custom_table_is_plain_fr():

@@ -191,6 +191,23 @@ def test_apply_tables_equals_frequency_refinement(device, pad):
     assert got.device == x.device and got.dtype == x.dtype
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pad", ["edge", "zero"])
+def test_apply_tables_is_deployed_fr_bit_for_bit(device, pad, dtype):
+    # The tuner scores a table on exactly the numbers the shipped FR gives (same code,
+    # same compute dtype): no rounding-tie tolerance.
+    g = torch.Generator().manual_seed(5)
+    for shape in ((2, 3, 21, 30), (3, 1, 16, 40)):
+        x = torch.rand(shape, generator=g).to(device=device, dtype=dtype)
+        tables = 1 + 60 * torch.rand(5, 8, 8, generator=g)
+        per_channel = 1 + 60 * torch.rand(2, shape[1], 8, 8, generator=g, dtype=torch.float64)
+        for batch, clip in ((tables, True), (per_channel, False)):
+            got = apply_tables(x, batch, pad=pad, clip=clip)
+            for i, t in enumerate(batch):
+                fr = FrequencyRefinement.from_table(t, pad=pad, clip=clip)
+                assert torch.equal(got[i], fr(x))
+
+
 def test_apply_tables_zero_steps_are_identity_and_idempotent_without_clip():
     x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
     assert torch.allclose(apply_tables(x, torch.zeros(1, 8, 8, dtype=torch.float64))[0], x)

@@ -18,7 +18,14 @@ Example:
 
 from segshield.defenses.base import Defense
 from segshield.defenses.bitdepth import BitDepth, reduce_bit_depth
-from segshield.defenses.dct import block_dct, block_idct, dct_matrix, pad_to_multiple, zigzag_order
+from segshield.defenses.dct import (
+    block_dct,
+    block_idct,
+    dct_matrix,
+    pad_to_multiple,
+    quantize_blocks,
+    zigzag_order,
+)
 from segshield.defenses.feature_distillation import FeatureDistillation, distillation_table
 from segshield.defenses.fr import (
     FrequencyRefinement,
@@ -58,6 +65,7 @@ __all__ = [
     "dct_matrix",
     "block_dct",
     "block_idct",
+    "quantize_blocks",
     "pad_to_multiple",
     "zigzag_order",
     "straight_through",

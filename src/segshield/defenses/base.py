@@ -31,12 +31,14 @@ class Defense(torch.nn.Module):
 
     Subclasses set the class attributes and implement :meth:`transform` (a pure
     function of the images, differentiable where ``gradient`` is ``"exact"`` or
-    ``"smooth"``) and :meth:`spec_params`.
+    ``"smooth"``); :meth:`spec_params` lists the settings named in ``spec_keys`` (a
+    subclass whose spec depends on how it was built overrides it).
 
     Attributes:
         name: registry name (``get_defense(name)`` builds one).
         gradients: gradient policies this defence offers (first = default).
         randomized: whether the output is random (EOT needed); always False here.
+        spec_keys: spec-string key -> attribute holding that setting, in spec order.
         gradient: this instance's policy: ``"exact"`` (differentiable), ``"bpda"``
             (forward = defence, backward = identity) or ``"smooth"`` (surrogate).
 
@@ -55,6 +57,7 @@ class Defense(torch.nn.Module):
     name: ClassVar[str] = ""
     gradients: ClassVar[tuple[str, ...]] = ("bpda",)
     randomized: ClassVar[bool] = False
+    spec_keys: ClassVar[dict[str, str]] = {}
     #: default policy at class level (``gradients[0]``); instances may choose another.
     gradient: str = "bpda"
 
@@ -74,8 +77,14 @@ class Defense(torch.nn.Module):
         raise NotImplementedError
 
     def spec_params(self) -> dict[str, Any]:
-        """Registry parameters (spec-string keys and values) that rebuild this instance."""
-        raise NotImplementedError
+        """Registry parameters (spec-string keys and values) that rebuild this instance.
+
+        Returns:
+            The ``spec_keys`` settings, then ``gradient``.
+        """
+        params = {key: getattr(self, attr) for key, attr in self.spec_keys.items()}
+        params["gradient"] = self.gradient
+        return params
 
     # -- shared behaviour -------------------------------------------------------------
     def spec(self) -> str:

@@ -7,8 +7,6 @@ evenly spaced levels in [0, 1].
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from segshield._checks import check_number
@@ -16,6 +14,11 @@ from segshield.defenses.base import Defense
 from segshield.defenses.rounding import smooth_round
 
 __all__ = ["BitDepth", "reduce_bit_depth"]
+
+
+def _check_bits(bits: int) -> int:
+    check_number("bits", bits, low=1, high=16, integer=True)
+    return int(bits)
 
 
 def reduce_bit_depth(x: torch.Tensor, bits: int, *, smooth: bool = False) -> torch.Tensor:
@@ -39,8 +42,7 @@ def reduce_bit_depth(x: torch.Tensor, bits: int, *, smooth: bool = False) -> tor
         >>> reduce_bit_depth(torch.tensor([0.2, 0.3, 0.9]), 1).tolist()
         [0.0, 0.0, 1.0]
     """
-    check_number("bits", bits, low=1, high=16, integer=True)
-    levels = float(2 ** int(bits) - 1)
+    levels = float(2 ** _check_bits(bits) - 1)
     t = x.clamp(0.0, 1.0) * levels
     return (smooth_round(t) if smooth else torch.round(t)) / levels
 
@@ -56,7 +58,8 @@ class BitDepth(Defense):
         Input and output: ``(B, C, H, W)`` float in [0, 1] (or a numpy uint8/uint16 image).
 
     Raises:
-        TypeError, ValueError: bad settings.
+        TypeError: ``bits`` is not an integer.
+        ValueError: ``bits`` outside [1, 16], or an unknown ``gradient``.
 
     Example:
         >>> BitDepth(1)(torch.tensor([[[[0.2, 0.8]]]])).tolist()
@@ -65,14 +68,11 @@ class BitDepth(Defense):
 
     name = "bitdepth"
     gradients = ("bpda", "smooth")
+    spec_keys = {"bits": "bits"}
 
     def __init__(self, bits: int = 4, gradient: str = "bpda") -> None:
         super().__init__(gradient)
-        check_number("bits", bits, low=1, high=16, integer=True)
-        self.bits = int(bits)
+        self.bits = _check_bits(bits)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return reduce_bit_depth(x, self.bits, smooth=self.gradient == "smooth")
-
-    def spec_params(self) -> dict[str, Any]:
-        return {"bits": self.bits, "gradient": self.gradient}

@@ -1,37 +1,45 @@
-"""Block DCT machinery shared by Frequency Refinement, Feature Distillation and tuning.
+"""Block DCT machinery: the one block-DCT code of FR, Feature Distillation and tuning.
 
 Reference: Liu et al., "Defending Deep Learning-based Biomedical Image Segmentation
 from Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
-(SPEC §2 steps 1-3): images are split into non-overlapping 8x8 blocks and each block B
-is transformed as ``C = D B Dᵀ`` with ``D`` the orthonormal DCT-II matrix.
+(docs/ALGORITHMS.md §2 steps 1-5): images are split into non-overlapping 8x8 blocks,
+each block B is transformed as ``C = D B Dᵀ`` with ``D`` the orthonormal DCT-II matrix,
+and :func:`quantize_blocks` replaces ``C`` by ``round(C / Q) · Q``.
 
-Everything here is vectorised: the transforms run as two small matrix products over
-the whole image (rows within each block, then columns within each block), so there is
-no Python loop over blocks or images. Coefficient index ``[..., u, v]`` is the
-(row, column) frequency.
+Everything here is vectorised: the transforms run as two batched matrix products over
+the whole image in its own layout (``D`` multiplies stacks of 8, or 16 = two blocks,
+rows from the left and ``Dᵀ`` runs of 8 or 16 columns from the right), so there is no
+gather of blocks and no Python loop over blocks or images. The coefficients lie at
+``(8i + u, 8j + v)``; quantising is an elementwise product with the table tiled along
+a row of blocks. Coefficient index ``[..., u, v]`` is the (row, column) frequency.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from segshield._checks import check_choice, check_images, check_number
+from segshield.defenses.rounding import smooth_round
+from segshield.utils.padding import PAD_MODES, _pad_unchecked, pad_to_multiple
 
 __all__ = [
-    "dct_matrix",
+    "quantize_blocks",
+    "QUANTIZE_PAD_MODES",
     "block_dct",
     "block_idct",
-    "pad_to_multiple",
+    "dct_matrix",
     "zigzag_order",
+    "pad_to_multiple",
     "PAD_MODES",
 ]
 
-#: Padding modes understood by :func:`pad_to_multiple`.
-PAD_MODES = ("edge", "zero", "crop")
+#: Padding modes of :func:`quantize_blocks` (``"crop"`` would change the image size).
+QUANTIZE_PAD_MODES = ("edge", "zero")
+_COMPUTE_DTYPES = (None, torch.float32, torch.float64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,18 +105,23 @@ def _check_blockable(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _rows_cols(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Per 8x8 block ``left @ block @ right`` on an image ``(..., H, W)``, keeping layout.
+def _rows_cols(
+    x: torch.Tensor, left: torch.Tensor, right: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Per block ``left @ block @ right`` on contiguous images ``height x width``, in layout.
 
-    The result has the image layout: block ``(i, j)``'s entry ``(u, v)`` lies at
-    ``(8i + u, 8j + v)``.
+    ``x`` holds images ``(..., height, width)`` in any contiguous shape of that size (e.g.
+    ``(..., height / 8, 8, width)``). ``left`` is ``(r, r)`` and ``right`` ``(s, s)`` (8,
+    or 16 for a block-diagonal pair of 8x8 matrices: two blocks per product); ``r``
+    divides the height and ``s`` the width. The result is ``(N, height, width / s, s)``
+    with N images; reshaped to ``(..., height, width)``, block ``(i, j)``'s entry
+    ``(u, v)`` lies at ``(8i + u, 8j + v)``.
     """
-    *lead, h, w = x.shape
-    # Rows: view as (..., H/8, 8, W) and multiply by `left` from the left.
-    y = torch.matmul(left, x.reshape(*lead, h // 8, 8, w))
-    # Columns: view as (..., H, W/8, 8) and multiply by `right` from the right.
-    y = torch.matmul(y.reshape(*lead, h, w // 8, 8), right)
-    return y.reshape(*lead, h, w)
+    rh, rw = left.shape[0], right.shape[0]
+    # Rows: view as (N, H/r, r, W) and multiply by `left` from the left.
+    y = torch.matmul(left, x.reshape(-1, height // rh, rh, width))
+    # Columns: view as (N, H, W/s, s) and multiply by `right` from the right.
+    return torch.matmul(y.reshape(-1, height, width // rw, rw), right)
 
 
 def _image_to_blocks(y: torch.Tensor) -> torch.Tensor:
@@ -148,7 +161,7 @@ def block_dct(x: torch.Tensor) -> torch.Tensor:
     """
     _check_blockable(x, "x")
     d = _dct_matrix_cached(8, x.dtype, _device(x.device))
-    return _image_to_blocks(_rows_cols(x, d, d.T))
+    return _image_to_blocks(_rows_cols(x, d, d.T, *x.shape[-2:]).reshape(x.shape))
 
 
 def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
@@ -186,65 +199,214 @@ def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
             f"{tuple(coeffs.shape)}; pass the output of block_dct"
         )
     d = _dct_matrix_cached(8, coeffs.dtype, _device(coeffs.device))
-    return _rows_cols(_blocks_to_image(coeffs), d.T, d)
+    x = _blocks_to_image(coeffs)
+    return _rows_cols(x, d.T, d, *x.shape[-2:]).reshape(x.shape)
 
 
-def pad_to_multiple(
-    x: torch.Tensor, multiple: int = 8, mode: str = "edge"
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (or crop) the bottom and right of images so H and W are multiples of ``multiple``.
+@functools.lru_cache(maxsize=64)
+def _transforms(
+    scale: float, dtype: torch.dtype, device: torch.device, height: int, width: int
+) -> tuple[torch.Tensor, ...]:
+    """``(left, right, left_inv, right_inv)`` for padded images of ``height x width``.
 
-    SPEC §2 step 1: the paper pads with zeros at the bottom and right (``mode="zero"``,
-    *paper-faithful*); edge replication (``"edge"``, default) avoids the dark seam this
-    creates; ``"crop"`` drops the last partial block row/column instead.
+    ``_rows_cols(x, left, right, ...)`` gives ``scale · D B Dᵀ`` for every block and
+    ``_rows_cols(c, left_inv, right_inv, ...)`` gives ``Dᵀ C D / scale``; the matrices are
+    block-diagonal 16x16 (two blocks per product) where the size allows, else 8x8. Built
+    in float64, then cast.
+    """
+    d = _dct_matrix_cached(8, torch.float64, torch.device("cpu"))
+    rh, rw = (16 if height % 16 == 0 else 8), (16 if width % 16 == 0 else 8)
+
+    def diag(m: torch.Tensor, r: int) -> torch.Tensor:
+        return torch.block_diag(*([m] * (r // 8)))
+
+    ops = (diag(d * scale, rh), diag(d.T, rw), diag(d.T, rh), diag(d / scale, rw))
+    return tuple(t.to(dtype=dtype, device=device).contiguous() for t in ops)
+
+
+def _tiles(
+    key: tuple[float, ...], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+    width: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """``(inv_tile, tile, keep)``: the table laid out like a row of blocks, for broadcasting.
+
+    ``tile[..., u, 8j + v] = Q[..., u, v]`` against coefficients ``(..., H/8, 8, W)``:
+    shape ``(8, W)`` for one table, ``(C, 1, 8, W)`` per channel, ``(V, 1, C', 1, 8, W)``
+    for a batch. ``keep`` marks the zero steps (coefficients left as they are), or is
+    None when there are none. Built in float64, then cast.
+    """
+    q = torch.tensor(key, dtype=torch.float64).reshape(shape)
+    if q.ndim == 2:
+        q = q.unsqueeze(0)
+    tile = q.repeat(*([1] * (q.ndim - 1)), width // 8)
+    if len(shape) == 2:
+        tile = tile[0]
+    elif len(shape) == 3:
+        tile = tile.unsqueeze(1)
+    else:
+        tile = tile.unsqueeze(2).unsqueeze(1)
+    keep = tile == 0
+    inv = torch.where(keep, torch.zeros_like(tile), 1 / tile)
+    out = tuple(t.to(dtype=dtype, device=device).contiguous() for t in (inv, tile))
+    return out[0], out[1], keep.to(device) if bool(keep.any()) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _operands(
+    key: tuple[float, ...],
+    shape: tuple[int, ...],
+    scale: float,
+    dtype: torch.dtype,
+    device: torch.device,
+    height: int,
+    width: int,
+) -> tuple[torch.Tensor | None, ...]:
+    """``_transforms(...) + _tiles(...)``: everything one table needs, in one cache lookup."""
+    return _transforms(scale, dtype, device, height, width) + _tiles(
+        key, shape, dtype, device, width
+    )
+
+
+def _compute_dtype(x: torch.Tensor, pad: str, compute_dtype: torch.dtype | None) -> torch.dtype:
+    if compute_dtype is not None:
+        return compute_dtype
+    if pad == "zero" or x.dtype == torch.float64:
+        return torch.float64
+    return torch.float32
+
+
+def _check_steps(table: Any) -> torch.Tensor:
+    t = torch.as_tensor(table, dtype=torch.float64).detach().cpu()
+    if t.ndim not in (2, 3, 4) or tuple(t.shape[-2:]) != (8, 8) or t.numel() == 0:
+        raise ValueError(
+            f"table: expected shape (8, 8), (C, 8, 8) or a batch (V, C, 8, 8), got "
+            f"{tuple(t.shape)}; one step per (row, column) frequency of an 8x8 block"
+        )
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(
+            f"table: expected finite steps >= 0 (0 leaves a coefficient untouched), got "
+            f"min {float(t.min()):g}"
+        )
+    return t
+
+
+def quantize_blocks(
+    x: torch.Tensor,
+    table: Any,
+    *,
+    pad: str = "edge",
+    clip: bool = True,
+    smooth: bool = False,
+    compute_dtype: torch.dtype | None = None,
+    scale: float = 255.0,
+) -> torch.Tensor:
+    """Block-DCT quantisation ``round(C / Q) · Q`` of images, for one table or a batch.
+
+    Reference: Liu et al., MICCAI 2020 (docs/ALGORITHMS.md §2 steps 1-5). Per channel,
+    on the 0..``scale`` grey scale: pad to multiples of 8, 8x8 block DCT ``C = D B Dᵀ``,
+    ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop back, clip to
+    ``[0, scale]``, divide by ``scale``. A step of 0 leaves its coefficient untouched.
+    Frequency Refinement, Feature Distillation and the tuner's batched tables all run
+    here, so a table batch gives, table by table, exactly the numbers FR gives.
 
     Args:
-        x: images ``(B, C, H, W)``, floating dtype.
-        multiple: block size, integer >= 1 (default 8).
-        mode: ``"edge"`` (default), ``"zero"`` or ``"crop"``.
+        x: images ``(B, C, H, W)`` in ``[0, 1]`` (values ``v`` stand for ``v * scale``
+            grey levels), any C, H, W.
+        table: steps ``>= 0`` on the 0..``scale`` scale: ``(8, 8)`` for every channel,
+            ``(C, 8, 8)`` one per channel, or a batch ``(V, C', 8, 8)`` of V tables with
+            ``C'`` = 1 or C (tensor, array or nested lists).
+        pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*); the output is always
+            cropped back to ``H x W``.
+        clip: clip the result to ``[0, 1]`` (default True). Without it the quantiser is
+            idempotent, ``q(q(x)) == q(x)`` up to float error, when H and W are multiples
+            of 8 (at a padded border the second pass sees different padding).
+        smooth: replace rounding by the differentiable surrogate ``r + (t - r)**3``
+            (default False: exact rounding, half to even).
+        compute_dtype: ``torch.float32``, ``torch.float64`` or None (default: float64
+            for ``pad="zero"`` or float64 input, float32 otherwise).
+        scale: grey levels of value 1.0, > 0 (default 255.0).
 
     Shape:
         - Input: ``(B, C, H, W)``.
-        - Output: ``(B, C, H', W')`` with ``H'``, ``W'`` multiples of ``multiple``
-          (rounded up, or down for ``"crop"``).
+        - Output: ``(B, C, H, W)``, or ``(V, B, C, H, W)`` for a batch of tables; dtype
+          and device of ``x``.
 
     Returns:
-        ``(padded, (H, W))``: the padded tensor (``x`` itself when nothing changes) and
-        the original size, to crop back with ``y[..., :H, :W]``.
+        The quantised images.
 
     Raises:
-        TypeError: ``x`` is not a floating tensor, or ``multiple`` not an integer.
-        ValueError: bad ``mode``, ``multiple`` < 1, or ``"crop"`` on an image smaller
-            than one block.
+        TypeError: ``x`` is not a float tensor.
+        ValueError: bad shapes, a negative or non-finite step, a table channel count
+            that is neither 1 nor C, or a bad ``pad``, ``compute_dtype`` or ``scale``.
 
     Example:
-        >>> y, size = pad_to_multiple(torch.rand(1, 3, 223, 191))
-        >>> tuple(y.shape), size
-        ((1, 3, 224, 192), (223, 191))
+        >>> x = torch.rand(2, 3, 30, 17)
+        >>> quantize_blocks(x, torch.full((8, 8), 16.0)).shape
+        torch.Size([2, 3, 30, 17])
+        >>> quantize_blocks(x, torch.full((4, 1, 8, 8), 16.0)).shape
+        torch.Size([4, 2, 3, 30, 17])
+        >>> y = quantize_blocks(x, torch.zeros(8, 8), clip=False)  # 0: untouched
+        >>> bool(torch.allclose(y, x, atol=1e-5))
+        True
     """
     check_images(x, "x")
-    check_number("multiple", multiple, low=1, integer=True)
-    check_choice("mode", mode, PAD_MODES)
-    return _pad_unchecked(x, int(multiple), mode)
+    check_choice("pad", pad, QUANTIZE_PAD_MODES)
+    check_choice("compute_dtype", compute_dtype, _COMPUTE_DTYPES)
+    check_number("scale", scale, low=0, low_inclusive=False)
+    t = _check_steps(table)
+    key = tuple(t.flatten().tolist())
+    return _quantize(x, key, tuple(t.shape), pad, clip, smooth, compute_dtype, float(scale))
 
 
-def _pad_unchecked(x: torch.Tensor, m: int, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
-    """:func:`pad_to_multiple` without argument checks (for hot paths)."""
-    h, w = x.shape[-2:]
-    if mode == "crop":
-        hh, ww = (h // m) * m, (w // m) * m
-        if hh == 0 or ww == 0:
-            raise ValueError(
-                f"x: mode='crop' needs images of at least {m}x{m}, got {h}x{w}; "
-                "use mode='edge' or mode='zero'"
-            )
-        return x[..., :hh, :ww], (h, w)
-    ph, pw = (-h) % m, (-w) % m
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    if mode == "zero":
-        return F.pad(x, (0, pw, 0, ph), mode="constant", value=0.0), (h, w)
-    return F.pad(x, (0, pw, 0, ph), mode="replicate"), (h, w)
+def _quantize(
+    x: torch.Tensor,
+    key: tuple[float, ...],
+    shape: tuple[int, ...],
+    pad: str,
+    clip: bool,
+    smooth: bool,
+    compute_dtype: torch.dtype | None,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`quantize_blocks` on checked arguments (the table as a flat tuple + shape)."""
+    b, c = x.shape[:2]
+    channels = shape[-3] if len(shape) >= 3 else 1
+    if channels != 1 and channels != c:
+        raise ValueError(
+            f"table: expected one table per channel ({c}), got {channels}; "
+            "pass an (8, 8) table to use the same steps for every channel"
+        )
+    batched = len(shape) == 4
+    dtype = _compute_dtype(x, pad, compute_dtype)
+    dev = _device(x.device)
+    xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
+    hp, wp = xp.shape[-2:]
+    # A batch is not cached: the tuner sends new tables every call.
+    operands = _operands.__wrapped__ if batched else _operands
+    left, right, left_inv, right_inv, inv_tile, tile, keep = operands(
+        key, shape, scale, dtype, dev, hp, wp
+    )
+    # [.., i, u, 8j + v]: block (i, j), frequency (u, v)
+    coeff = _rows_cols(xp, left, right, hp, wp).reshape(b, c, hp // 8, 8, wp)
+    fresh = smooth or (torch.is_grad_enabled() and coeff.requires_grad)  # autograd: no in-place
+    if smooth:
+        levels = smooth_round(coeff * inv_tile)
+    elif fresh:
+        levels = torch.round(coeff * inv_tile)
+    elif batched or keep is not None:
+        levels = torch.mul(coeff, inv_tile).round_()
+    else:
+        levels = coeff.mul_(inv_tile).round_()
+    levels = levels * tile if fresh else levels.mul_(tile)
+    if keep is not None:
+        levels = torch.where(keep, coeff, levels)
+    lead = (shape[0], b, c) if batched else (b, c)
+    y = _rows_cols(levels, left_inv, right_inv, hp, wp).reshape(*lead, hp, wp)
+    if hp != h or wp != w:
+        y = y[..., :h, :w]
+    if clip:
+        y = y.clamp(0.0, 1.0) if fresh else y.clamp_(0.0, 1.0)
+    return y.to(x.dtype).contiguous()
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,9 +1,10 @@
 """Feature Distillation: FR's block-DCT quantiser with a two-band table.
 
 Reference: Liu et al., "Feature Distillation: DNN-Oriented JPEG Compression Against
-Adversarial Examples", CVPR 2019 (SPEC §2, "Related"): the same per-channel 8x8
-block-DCT pipeline as Frequency Refinement, with step 25 in the top-left 4x4 and 30
-elsewhere.
+Adversarial Examples", CVPR 2019 (docs/ALGORITHMS.md §2, "Related"): the same
+per-channel 8x8 block-DCT quantiser as Frequency Refinement
+(:func:`segshield.defenses.dct.quantize_blocks`), with step 25 in the top-left 4x4 and
+30 elsewhere.
 """
 
 from __future__ import annotations
@@ -67,14 +68,13 @@ class FeatureDistillation(FrequencyRefinement):
 
     Example:
         >>> fd = FeatureDistillation()
-        >>> fd(torch.rand(1, 1, 20, 20)).shape
-        torch.Size([1, 1, 20, 20])
+        >>> fd.table[0, 0].item(), fd(torch.rand(1, 1, 20, 20)).shape
+        (25.0, torch.Size([1, 1, 20, 20]))
         >>> fd.spec()
         'fd:low=25,high=30,low_size=4,pad=edge,clip=true,gradient=bpda'
     """
 
     name = "fd"
-    gradients = ("bpda", "smooth")
 
     def __init__(
         self,
@@ -86,9 +86,7 @@ class FeatureDistillation(FrequencyRefinement):
         gradient: str = "bpda",
     ) -> None:
         table = distillation_table(low, high, low_size)
-        super(FrequencyRefinement, self).__init__(gradient)
-        self._setup(table, pad, clip, None, None)
-        self._bands = None
+        super().__init__(table=table, pad=pad, clip=clip, gradient=gradient)
         self._fd = {"low": low, "high": high, "low_size": int(low_size)}
 
     @classmethod

@@ -2,34 +2,32 @@
 
 Reference: Liu et al., "Defending Deep Learning-based Biomedical Image Segmentation
 from Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
-(SPEC §2). Per channel, on the 0..255 scale: pad to multiples of 8, 8x8 block DCT
-``C = D B Dᵀ``, ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop back, clip
-to [0, 255], divide by 255.
-
-Implementation: the block DCT is separable and is computed in the image layout, with
-no gather of blocks: ``D`` multiplies stacks of 8 (or 16: two blocks) rows from the left
-and ``Dᵀ`` runs of 8 (or 16) columns from the right, as batched matrix products. The
-coefficients then lie at ``(8i + u, 8j + v)``, so dividing by ``Q``, rounding and
-multiplying by ``Q`` are elementwise products with the table tiled along a row of
-blocks; the inverse DCT is the same pair of products with the transposed matrices. The
-value scale is folded into the matrices, which are cached per table, dtype, device and
-image size.
+(docs/ALGORITHMS.md §2). Per channel, on the 0..255 scale: pad to multiples of 8, 8x8
+block DCT ``C = D B Dᵀ``, ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop
+back, clip to [0, 255], divide by 255. The arithmetic is
+:func:`segshield.defenses.dct.quantize_blocks`; this module holds the table and the
+settings, and reads and writes table files.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from segshield._checks import check_choice, check_images
+from segshield._checks import check_choice
 from segshield.defenses.base import Defense
-from segshield.defenses.dct import _dct_matrix_cached, _device, _pad_unchecked
-from segshield.defenses.rounding import smooth_round
-from segshield.defenses.tables import band_table, check_table, scale_table, zigzag_table
+from segshield.defenses.dct import QUANTIZE_PAD_MODES, _quantize, quantize_blocks
+from segshield.defenses.tables import (
+    PAPER_BANDS,
+    PAPER_STEPS,
+    band_table,
+    check_table,
+    scale_table,
+    zigzag_table,
+)
 
 __all__ = [
     "FrequencyRefinement",
@@ -42,81 +40,29 @@ __all__ = [
 
 #: Padding modes FR accepts (``"crop"`` would change the image size; crop the images
 #: yourself with ``pad_to_multiple(x, 8, "crop")`` before FR if you want it).
-FR_PAD_MODES = ("edge", "zero")
+FR_PAD_MODES = QUANTIZE_PAD_MODES
 _DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64}
 _FILE_FORMAT = "segshield-fr-table"
+_BAND_DEFAULTS = dict(
+    zip(("pd", "ac", "gd", "pd_size", "ac_size"), PAPER_STEPS + PAPER_BANDS, strict=True)
+)
 
 
-@functools.lru_cache(maxsize=64)
-def _fr_operands(
-    table_key: tuple[float, ...],
-    channels: int,
-    scale: float,
-    dtype: torch.dtype,
-    device: torch.device,
-    height: int,
-    width: int,
-) -> tuple[torch.Tensor, ...]:
-    """Transform matrices and quantiser tiles for padded images of ``height x width``.
-
-    Returns ``(left, right, left_inv, right_inv, inv_tile, tile)``: ``left @ rows`` and
-    ``cols @ right`` give ``scale * D B Dᵀ`` for every block when the image is viewed as
-    stacks of ``r`` rows (``r`` = 16, two blocks at a time, when the size allows, else
-    8), and the ``_inv`` pair gives ``Dᵀ C D / scale``. ``tile[c, u, 8j + v] = Q[c, u, v]``
-    lays the table out like a row of blocks, so quantising is an elementwise product
-    on the coefficient image. Built in float64, then cast.
-    """
-    d = _dct_matrix_cached(8, torch.float64, torch.device("cpu"))
-    rh, rw = (16 if height % 16 == 0 else 8), (16 if width % 16 == 0 else 8)
-
-    def diag(m: torch.Tensor, r: int) -> torch.Tensor:
-        return torch.block_diag(*([m] * (r // 8)))
-
-    q = torch.tensor(table_key, dtype=torch.float64).reshape(channels, 8, 8)
-    tile = q.repeat(1, 1, width // 8)
-    if channels == 1:
-        tile = tile[0]
-    ops = (diag(d * scale, rh), diag(d.T, rw), diag(d.T, rh), diag(d / scale, rw), 1 / tile, tile)
-    return tuple(t.to(dtype=dtype, device=device).contiguous() for t in ops)
-
-
-def _compute_dtype(x: torch.Tensor, pad: str, compute_dtype: torch.dtype | None) -> torch.dtype:
-    if compute_dtype is not None:
-        return compute_dtype
-    if pad == "zero" or x.dtype == torch.float64:
-        return torch.float64
-    return torch.float32
-
-
-def frequency_refine(
-    x: torch.Tensor,
-    table: torch.Tensor,
-    *,
-    pad: str = "edge",
-    clip: bool = True,
-    smooth: bool = False,
-    compute_dtype: torch.dtype | None = None,
-    scale: float = 255.0,
-) -> torch.Tensor:
+def frequency_refine(x: torch.Tensor, table: Any, **settings: Any) -> torch.Tensor:
     """Frequency Refinement of a batch of images (the pure function behind the module).
 
-    Reference: Liu et al., MICCAI 2020 (SPEC §2 steps 1-5).
+    Reference: Liu et al., MICCAI 2020 (docs/ALGORITHMS.md §2 steps 1-5). The work is
+    :func:`~segshield.defenses.dct.quantize_blocks`; FR insists on one table with
+    steps > 0. The output is always cropped back to ``H x W`` (the paper's code returns
+    the padded size).
 
     Args:
-        x: images ``(B, C, H, W)`` in ``[0, 1]`` (values ``v`` stand for ``v * scale``
-            grey levels), any C, H, W.
+        x: images ``(B, C, H, W)`` in ``[0, 1]``, any C, H, W.
         table: steps ``(8, 8)`` or ``(C, 8, 8)`` on the 0..255 scale, > 0.
-        pad: ``"edge"`` (default) or ``"zero"`` (*paper-faithful*); the output is
-            always cropped back to ``H x W`` (the paper's code returns the padded size).
-        clip: clip the result to ``[0, 1]`` (default True). Without it FR is idempotent,
-            ``FR(FR(x)) == FR(x)`` up to float error, when H and W are multiples of 8 (at
-            a padded border the second pass sees different padding).
-        smooth: replace rounding by the differentiable surrogate
-            ``r + (t - r)**3`` (default False: exact rounding, half to even).
-        compute_dtype: dtype of the arithmetic; default None means float64 for
-            ``pad="zero"`` (paper-faithful, matches a float64 reference except at exact
-            rounding ties) or float64 input, float32 otherwise.
-        scale: grey levels of value 1.0 (default 255.0; the table is on this scale).
+        **settings: ``pad`` (``"edge"``, default, or ``"zero"``, *paper-faithful*),
+            ``clip`` (default True), ``smooth`` (default False), ``compute_dtype``
+            (default None: float64 for ``pad="zero"`` or float64 input, else float32) and
+            ``scale`` (default 255.0), as in :func:`~segshield.defenses.dct.quantize_blocks`.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -126,74 +72,26 @@ def frequency_refine(
         The refined images.
 
     Raises:
-        TypeError: ``x`` is not a float tensor.
-        ValueError: bad shape, bad ``pad``, or a per-channel table whose C differs.
+        TypeError: ``x`` is not a float tensor, or an unknown setting.
+        ValueError: bad shape, a step <= 0, bad ``pad``, or a per-channel table whose C
+            differs.
 
     Example:
         >>> x = torch.rand(2, 3, 30, 17)
-        >>> frequency_refine(x, band_table()).shape
+        >>> frequency_refine(x, band_table(), pad="zero").shape
         torch.Size([2, 3, 30, 17])
     """
-    check_images(x, "x")
-    check_choice("pad", pad, FR_PAD_MODES)
-    t = check_table(table)
-    channels = t.shape[0] if t.ndim == 3 else 1
-    return _refine(
-        x, tuple(t.flatten().tolist()), channels, pad, clip, smooth, compute_dtype, float(scale)
-    )
-
-
-def _refine(
-    x: torch.Tensor,
-    table_key: tuple[float, ...],
-    channels: int,
-    pad: str,
-    clip: bool,
-    smooth: bool,
-    compute_dtype: torch.dtype | None,
-    scale: float,
-) -> torch.Tensor:
-    """:func:`frequency_refine` on checked arguments (the table as a flat tuple)."""
-    b, c = x.shape[:2]
-    if channels != 1 and channels != c:
-        raise ValueError(
-            f"table: expected one table per channel ({c}), got {channels}; "
-            "pass an (8, 8) table to use the same steps for every channel"
-        )
-    dtype = _compute_dtype(x, pad, compute_dtype)
-    xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
-    hp, wp = xp.shape[-2:]
-    left, right, left_inv, right_inv, inv_tile, tile = _fr_operands(
-        table_key, channels, scale, dtype, _device(x.device), hp, wp
-    )
-    if channels != 1:
-        inv_tile, tile = inv_tile.unsqueeze(1), tile.unsqueeze(1)  # (C, 1, 8, W)
-    rh, rw = left.shape[0], right.shape[0]
-    # Separable block DCT in the image layout: rows within blocks, then columns.
-    coeff = torch.matmul(left, xp.reshape(b, c, hp // rh, rh, wp))
-    coeff = torch.matmul(coeff.reshape(b, c, hp, wp // rw, rw), right)
-    coeff = coeff.reshape(b, c, hp // 8, 8, wp)  # [.., i, u, 8j + v]: block (i, j), freq (u, v)
-    tracked = torch.is_grad_enabled() and coeff.requires_grad
-    if smooth:
-        levels = smooth_round(coeff * inv_tile)
-    elif tracked:
-        levels = torch.round(coeff * inv_tile)
-    else:
-        levels = coeff.mul_(inv_tile).round_()
-    levels = levels * tile if tracked or smooth else levels.mul_(tile)
-    y = torch.matmul(left_inv, levels.reshape(b, c, hp // rh, rh, wp))
-    y = torch.matmul(y.reshape(b, c, hp, wp // rw, rw), right_inv).reshape(b, c, hp, wp)
-    if hp != h or wp != w:
-        y = y[..., :h, :w]
-    if clip:
-        y = y.clamp(0.0, 1.0) if tracked else y.clamp_(0.0, 1.0)
-    return y.to(x.dtype).contiguous()
+    return quantize_blocks(x, check_table(table), **settings)
 
 
 class FrequencyRefinement(Defense):
-    """Frequency Refinement defence (Liu et al., MICCAI 2020; SPEC §2).
+    """Frequency Refinement defence (Liu et al., MICCAI 2020; docs/ALGORITHMS.md §2).
 
-    Holds the quantisation table and settings; :func:`frequency_refine` does the work.
+    Holds the quantisation table and settings;
+    :func:`~segshield.defenses.dct.quantize_blocks` does the work. The table is either
+    the paper's three bands (``pd``, ``ac``, ``gd`` and the band sizes) or any table
+    given as ``table=``; :meth:`from_table`, :meth:`from_zigzag` and :meth:`from_file`
+    are shorthands for the latter.
 
     Args:
         pd: priority-defence step, DC and lowest AC terms (default 30), > 0.
@@ -208,6 +106,9 @@ class FrequencyRefinement(Defense):
         clip: clip to ``[0, 1]`` (default True). Without the clip FR is idempotent.
         gradient: ``"bpda"`` (default; forward FR, backward identity) or ``"smooth"``
             (rounding replaced by ``r + (t - r)**3``).
+        table: any table instead of the bands: ``(8, 8)`` for all channels or
+            ``(C, 8, 8)``, one per channel, steps > 0 (tensor, array or nested lists);
+            default None (the band table).
         quality: optional JPEG-style quality in [1, 100] scaling the table
             (:func:`scale_table`); default None (no scaling).
         compute_dtype: ``torch.float32``/``torch.float64`` or None (default: see
@@ -223,7 +124,8 @@ class FrequencyRefinement(Defense):
         - Output: same shape, dtype and device (numpy: same dtype, rounded then clipped).
 
     Raises:
-        TypeError, ValueError: bad settings (named in the message).
+        TypeError, ValueError: bad settings (named in the message), or a ``table``
+            together with band settings other than the defaults.
 
     Example:
         >>> fr = FrequencyRefinement(pd=30, ac=5, gd=60, pad="zero")
@@ -239,37 +141,31 @@ class FrequencyRefinement(Defense):
 
     def __init__(
         self,
-        pd: float = 30,
-        ac: float = 5,
-        gd: float = 60,
-        pd_size: int = 2,
-        ac_size: int = 4,
+        pd: float = PAPER_STEPS[0],
+        ac: float = PAPER_STEPS[1],
+        gd: float = PAPER_STEPS[2],
+        pd_size: int = PAPER_BANDS[0],
+        ac_size: int = PAPER_BANDS[1],
         pad: str = "edge",
         clip: bool = True,
         gradient: str = "bpda",
         *,
+        table: Any = None,
         quality: int | None = None,
         compute_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(gradient)
-        table = band_table(pd, ac, gd, pd_size, ac_size)
-        self._setup(table, pad, clip, quality, compute_dtype)
-        self._bands: dict[str, Any] | None = {
-            "pd": pd,
-            "ac": ac,
-            "gd": gd,
-            "pd_size": int(pd_size),
-            "ac_size": int(ac_size),
-        }
-
-    def _setup(
-        self,
-        table: torch.Tensor,
-        pad: str,
-        clip: bool,
-        quality: int | None,
-        compute_dtype: torch.dtype | None,
-    ) -> None:
+        bands = {"pd": pd, "ac": ac, "gd": gd, "pd_size": pd_size, "ac_size": ac_size}
+        self._bands: dict[str, Any] | None = None
+        if table is None:
+            table = band_table(pd, ac, gd, pd_size, ac_size)
+            self._bands = {**bands, "pd_size": int(pd_size), "ac_size": int(ac_size)}
+        elif bands != _BAND_DEFAULTS:
+            changed = sorted(k for k, v in bands.items() if v != _BAND_DEFAULTS[k])
+            raise ValueError(
+                f"table: give either a table or band settings, not both (got table= and "
+                f"{', '.join(changed)}); the table already fixes every step"
+            )
         check_choice("pad", pad, FR_PAD_MODES)
         if not isinstance(clip, bool):
             raise TypeError(f"clip: expected True or False, got {clip!r}")
@@ -279,7 +175,7 @@ class FrequencyRefinement(Defense):
             table = scale_table(table, quality)
         self.table = table
         self._key = tuple(table.flatten().tolist())
-        self._channels = table.shape[0] if table.ndim == 3 else 1
+        self._shape = tuple(table.shape)
         self.pad = pad
         self.clip = clip
         self.quality = quality
@@ -287,21 +183,15 @@ class FrequencyRefinement(Defense):
 
     # -- alternative constructors -----------------------------------------------------
     @classmethod
-    def from_table(
-        cls,
-        table: Any,
-        *,
-        pad: str = "edge",
-        clip: bool = True,
-        gradient: str = "bpda",
-        quality: int | None = None,
-        compute_dtype: torch.dtype | None = None,
-    ) -> FrequencyRefinement:
+    def from_table(cls, table: Any, **settings: Any) -> FrequencyRefinement:
         """FR with any table: ``(8, 8)`` for all channels or ``(C, 8, 8)``, one per channel.
+
+        The same as ``FrequencyRefinement(table=table, **settings)``.
 
         Args:
             table: steps on the 0..255 scale, > 0 (tensor, array or nested lists).
-            pad, clip, gradient, quality, compute_dtype: as in the constructor.
+            **settings: ``pad``, ``clip``, ``gradient``, ``quality``, ``compute_dtype``,
+                as in the constructor.
 
         Returns:
             A new :class:`FrequencyRefinement`.
@@ -313,11 +203,7 @@ class FrequencyRefinement(Defense):
             >>> FrequencyRefinement.from_table(torch.full((8, 8), 16.0)).table[0, 0].item()
             16.0
         """
-        self = cls.__new__(cls)
-        Defense.__init__(self, gradient)
-        self._setup(check_table(table), pad, clip, quality, compute_dtype)
-        self._bands = None
-        return self
+        return cls(table=table, **settings)
 
     @classmethod
     def from_zigzag(cls, steps: Any, bounds: Any = None, **kwargs: Any) -> FrequencyRefinement:
@@ -416,8 +302,8 @@ class FrequencyRefinement(Defense):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         # settings and table were validated in __init__; skip re-checking per call
         smooth = self.gradient == "smooth"
-        return _refine(
-            x, self._key, self._channels, self.pad, self.clip, smooth, self.compute_dtype, 255.0
+        return _quantize(
+            x, self._key, self._shape, self.pad, self.clip, smooth, self.compute_dtype, 255.0
         )
 
     def spec_params(self) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +9,11 @@ from segshield._checks import check_images, check_number
 from segshield.defenses.base import Defense
 
 __all__ = ["Gaussian", "gaussian_blur"]
+
+
+def _check_sigma(sigma: float) -> float:
+    check_number("sigma", sigma, low=0, high=50, low_inclusive=False)
+    return float(sigma)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, *, truncate: float = 4.0) -> torch.Tensor:
@@ -40,13 +43,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float, *, truncate: float = 4.0) -> to
         1.0
     """
     check_images(x, "x")
-    check_number("sigma", sigma, low=0, high=50, low_inclusive=False)
+    sigma = _check_sigma(sigma)
     check_number("truncate", truncate, low=0, high=10, low_inclusive=False)
-    r = int(truncate * float(sigma) + 0.5)
+    r = int(truncate * sigma + 0.5)
     if r == 0:
         return x
     t = torch.arange(-r, r + 1, dtype=torch.float64)
-    w = torch.exp(-(t**2) / (2.0 * float(sigma) ** 2))
+    w = torch.exp(-(t**2) / (2.0 * sigma**2))
     w = (w / w.sum()).to(dtype=x.dtype, device=x.device)
     b, c, h, wd = x.shape
     y = F.pad(x.reshape(b * c, 1, h, wd), (r, r, r, r), mode="replicate")
@@ -66,23 +69,22 @@ class Gaussian(Defense):
         Input and output: ``(B, C, H, W)`` float in [0, 1] (or a numpy uint8/uint16 image).
 
     Raises:
-        TypeError, ValueError: bad settings.
+        TypeError: ``sigma`` is not a number.
+        ValueError: ``sigma`` outside (0, 50], or an unknown ``gradient``.
 
     Example:
-        >>> Gaussian(1).spec()
-        'gaussian:sigma=1,gradient=exact'
+        >>> blur = Gaussian(1)
+        >>> blur.spec(), round(float(blur(torch.eye(5).reshape(1, 1, 5, 5)).max()), 3)
+        ('gaussian:sigma=1,gradient=exact', 0.551)
     """
 
     name = "gaussian"
     gradients = ("exact", "bpda")
+    spec_keys = {"sigma": "sigma"}
 
     def __init__(self, sigma: float = 1.0, gradient: str = "exact") -> None:
         super().__init__(gradient)
-        check_number("sigma", sigma, low=0, high=50, low_inclusive=False)
-        self.sigma = float(sigma)
+        self.sigma = _check_sigma(sigma)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return gaussian_blur(x, self.sigma)
-
-    def spec_params(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "gradient": self.gradient}

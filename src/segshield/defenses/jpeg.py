@@ -7,7 +7,6 @@ standard libjpeg pipeline, quality q, YCbCr with 4:2:0 chroma subsampling for RG
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +16,11 @@ from segshield._checks import check_images, check_number
 from segshield.defenses.base import Defense
 
 __all__ = ["Jpeg", "jpeg_roundtrip"]
+
+
+def _check_quality(quality: int) -> int:
+    check_number("quality", quality, low=1, high=100, integer=True)
+    return int(quality)
 
 
 def _roundtrip_u8(arr: np.ndarray, quality: int) -> np.ndarray:
@@ -57,8 +61,7 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
         (torch.Size([2, 3, 16, 16]), True)
     """
     check_images(x, "x")
-    check_number("quality", quality, low=1, high=100, integer=True)
-    q = int(quality)
+    q = _check_quality(quality)
     u8 = (x.detach() * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     out = np.empty_like(u8)
     b, c = u8.shape[:2]
@@ -85,7 +88,8 @@ class Jpeg(Defense):
         image; 16-bit input is coded at 8-bit precision).
 
     Raises:
-        TypeError, ValueError: bad settings.
+        TypeError: ``quality`` is not an integer.
+        ValueError: ``quality`` outside [1, 100], or a ``gradient`` other than ``"bpda"``.
 
     Example:
         >>> Jpeg(50).spec()
@@ -94,14 +98,11 @@ class Jpeg(Defense):
 
     name = "jpeg"
     gradients = ("bpda",)
+    spec_keys = {"q": "quality"}
 
     def __init__(self, quality: int = 75, gradient: str = "bpda") -> None:
         super().__init__(gradient)
-        check_number("quality", quality, low=1, high=100, integer=True)
-        self.quality = int(quality)
+        self.quality = _check_quality(quality)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return jpeg_roundtrip(x, self.quality)
-
-    def spec_params(self) -> dict[str, Any]:
-        return {"q": self.quality, "gradient": self.gradient}

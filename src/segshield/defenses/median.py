@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +9,13 @@ from segshield._checks import check_images, check_number
 from segshield.defenses.base import Defense
 
 __all__ = ["Median", "median_filter"]
+
+
+def _check_window(k: int) -> int:
+    check_number("k", k, low=1, high=31, integer=True)
+    if int(k) % 2 == 0:
+        raise ValueError(f"k: expected an odd window size, got {k}; use {int(k) + 1}")
+    return int(k)
 
 
 def median_filter(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -39,10 +44,7 @@ def median_filter(x: torch.Tensor, k: int) -> torch.Tensor:
         0.0
     """
     check_images(x, "x")
-    check_number("k", k, low=1, high=31, integer=True)
-    k = int(k)
-    if k % 2 == 0:
-        raise ValueError(f"k: expected an odd window size, got {k}; use {k + 1}")
+    k = _check_window(k)
     if k == 1:
         return x
     r = k // 2
@@ -63,25 +65,25 @@ class Median(Defense):
         Input and output: ``(B, C, H, W)`` float in [0, 1] (or a numpy uint8/uint16 image).
 
     Raises:
-        TypeError, ValueError: bad settings.
+        TypeError: ``k`` is not an integer.
+        ValueError: ``k`` even or outside [1, 31], or an unknown ``gradient``.
 
     Example:
         >>> Median(3).spec()
         'median:k=3,gradient=exact'
+        >>> Median(4)
+        Traceback (most recent call last):
+        ...
+        ValueError: k: expected an odd window size, got 4; use 5
     """
 
     name = "median"
     gradients = ("exact", "bpda")
+    spec_keys = {"k": "k"}
 
     def __init__(self, k: int = 3, gradient: str = "exact") -> None:
         super().__init__(gradient)
-        check_number("k", k, low=1, high=31, integer=True)
-        if int(k) % 2 == 0:
-            raise ValueError(f"k: expected an odd window size, got {k}; use {int(k) + 1}")
-        self.k = int(k)
+        self.k = _check_window(k)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return median_filter(x, self.k)
-
-    def spec_params(self) -> dict[str, Any]:
-        return {"k": self.k, "gradient": self.gradient}

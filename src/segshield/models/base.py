@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segshield._checks import check_images, check_logits, check_number
+from segshield._deprecation import moved_names
 from segshield._version import __version__
+from segshield.utils import padding
 
-__all__ = ["NormalizedModel", "SegmentationModel", "pad_to_multiple", "default_class_names"]
+__all__ = ["NormalizedModel", "SegmentationModel", "default_class_names"]
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -27,26 +28,21 @@ def default_class_names(num_classes: int) -> list[str]:
     return ["background"] + [f"class{i}" for i in range(1, num_classes)]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Replicate-pad ``x`` at the bottom and right so H and W are multiples of ``multiple``.
+def _legacy_pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """The deprecated ``models.base.pad_to_multiple``: edge padding, ``(padded, H, W)``."""
+    padded, (h, w) = padding.pad_to_multiple(x, multiple, "edge")
+    return padded, h, w
 
-    Args:
-        x: ``(B, C, H, W)`` tensor.
-        multiple: positive stride of the network (``1`` means no padding).
 
-    Returns:
-        ``(padded, H, W)`` with the original height and width for cropping back.
-
-    Example:
-        >>> y, h, w = pad_to_multiple(torch.zeros(1, 1, 5, 9), 4)
-        >>> tuple(y.shape), h, w
-        ((1, 1, 8, 12), 5, 9)
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, h, w
-    return F.pad(x, (0, pw, 0, ph), mode="replicate"), h, w
+__getattr__ = moved_names(
+    __name__,
+    {
+        "pad_to_multiple": (
+            "segshield.utils.padding.pad_to_multiple(x, multiple), which returns (padded, (H, W))",
+            lambda: _legacy_pad_to_multiple,
+        )
+    },
+)
 
 
 class NormalizedModel(nn.Module):
@@ -196,7 +192,7 @@ class SegmentationModel(NormalizedModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` for ``[0, 1]`` images ``(B, C, H, W)``."""
-        z, h, w = pad_to_multiple(self.normalize(x), self.stride)
+        z, (h, w) = padding.pad_to_multiple(self.normalize(x), self.stride)
         out = check_logits(self.net(z), "model output")
         if out.shape[1] != self.num_classes:
             raise ValueError(

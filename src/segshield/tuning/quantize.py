@@ -2,10 +2,11 @@
 
 The frequency analysis and the table search evaluate dozens of tables on the same
 images. Instead of building one :class:`~segshield.defenses.FrequencyRefinement` per
-table, the images are transformed to the block-DCT domain once and every table is
-applied there in a single vectorised pass (Liu et al., MICCAI 2020; SPEC §2). A step of
-0 means "leave that coefficient untouched", which expresses single-coefficient
-quantisation without a sentinel step.
+table, the whole batch of tables goes through one call of
+:func:`segshield.defenses.dct.quantize_blocks`, the very code FR runs, so a table is
+scored on the numbers it gives once deployed (Liu et al., MICCAI 2020;
+docs/ALGORITHMS.md §2). A step of 0 means "leave that coefficient untouched", which
+expresses single-coefficient quantisation without a sentinel step.
 """
 
 from __future__ import annotations
@@ -13,19 +14,14 @@ from __future__ import annotations
 import torch
 
 from segshield._checks import check_choice, check_images, check_number
+from segshield.defenses.dct import QUANTIZE_PAD_MODES, block_dct, pad_to_multiple, quantize_blocks
 
 __all__ = ["PAD_MODES", "apply_tables", "single_coefficient_tables", "image_coefficients"]
 
-PAD_MODES = ("edge", "zero")
+PAD_MODES = QUANTIZE_PAD_MODES
 
-# Upper bound on the elements of one chunk of variants (float32: 4 bytes each).
+# Upper bound on the elements of one chunk of variants (each variant's padded images).
 _CHUNK_ELEMENTS = 32 * 1024 * 1024
-
-
-def _dct():
-    from segshield.defenses import dct
-
-    return dct
 
 
 def _check_tables(tables: torch.Tensor, channels: int) -> torch.Tensor:
@@ -75,9 +71,8 @@ def image_coefficients(images: torch.Tensor, pad: str = "edge") -> torch.Tensor:
     """
     check_images(images)
     check_choice("pad", pad, PAD_MODES)
-    dct = _dct()
-    padded, _ = dct.pad_to_multiple(images * 255.0, 8, mode=pad)
-    return dct.block_dct(padded)
+    padded, _ = pad_to_multiple(images * 255.0, 8, mode=pad)
+    return block_dct(padded)
 
 
 def apply_tables(
@@ -89,10 +84,12 @@ def apply_tables(
 ) -> torch.Tensor:
     """Frequency Refinement with V tables at once; step 0 leaves a coefficient untouched.
 
-    Equal to ``FrequencyRefinement.from_table(t)(images)`` for every table ``t`` with
-    positive steps (Liu et al., MICCAI 2020; SPEC §2): per channel, 0..255 scale, pad to
-    multiples of 8, block DCT, ``round(C / Q) * Q`` (half to even), inverse DCT, crop,
-    clip to ``[0, 255]``, divide by 255.
+    Equal, bit for bit, to ``FrequencyRefinement.from_table(t, pad=pad, clip=clip)(images)``
+    for every table ``t`` with positive steps (Liu et al., MICCAI 2020; docs/ALGORITHMS.md
+    §2): the tables go through :func:`~segshield.defenses.dct.quantize_blocks`, FR's own
+    code, with FR's compute dtype (float64 for ``pad="zero"`` or float64 images, float32
+    otherwise). Per channel, 0..255 scale, pad to multiples of 8, block DCT,
+    ``round(C / Q) * Q`` (half to even), inverse DCT, crop, clip, divide by 255.
 
     Args:
         images: ``(B, C, H, W)`` float in ``[0, 1]``.
@@ -118,25 +115,14 @@ def apply_tables(
         torch.Size([3, 2, 1, 16, 16])
     """
     check_images(images)
-    tables = _check_tables(tables, images.shape[1])
+    tables = _check_tables(tables, images.shape[1])  # (V, C', 8, 8)
     b, c, h, w = images.shape
-    dct = _dct()
-    coeffs = image_coefficients(images, pad)  # (B, C, h8, w8, 8, 8)
-    tables = tables.to(device=images.device, dtype=coeffs.dtype)
-    per_variant = max(1, coeffs.numel())
+    per_variant = b * c * (h + (-h) % 8) * (w + (-w) % 8)
     chunk = max(1, _CHUNK_ELEMENTS // per_variant)
-    out = []
-    for start in range(0, tables.shape[0], chunk):
-        t = tables[start : start + chunk]  # (v, C', 8, 8)
-        t = t[:, None, :, None, None]  # (v, 1, C', 1, 1, 8, 8)
-        keep = t == 0
-        safe = torch.where(keep, torch.ones_like(t), t)
-        q = torch.where(keep, coeffs.unsqueeze(0), torch.round(coeffs.unsqueeze(0) / safe) * safe)
-        v = q.shape[0]
-        rec = dct.block_idct(q.reshape(v * b, *coeffs.shape[1:]))[..., :h, :w]
-        if clip:
-            rec = rec.clamp(0.0, 255.0)
-        out.append((rec / 255.0).reshape(v, b, c, h, w).to(images.dtype))
+    out = [
+        quantize_blocks(images, tables[start : start + chunk], pad=pad, clip=clip)
+        for start in range(0, tables.shape[0], chunk)
+    ]
     return torch.cat(out, 0)
 
 
