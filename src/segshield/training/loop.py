@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from segshield._checks import check_choice, check_number
+from segshield.choices import PRECISIONS
 from segshield.metrics import logits_to_mask, region_scores
 from segshield.models.base import SegmentationModel
 from segshield.models.checkpoint import checkpoint_paths, save
@@ -43,9 +44,6 @@ __all__ = [
     "state_paths",
     "PRECISIONS",
 ]
-
-#: Arithmetic of the training forward/backward pass (``train_segmentation(precision=)``).
-PRECISIONS = ("fp32", "bf16")
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "segshield-train-state"
