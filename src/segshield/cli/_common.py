@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING
 
 from segshield.choices import DEVICE_CHOICES, SPLITS
@@ -36,6 +37,7 @@ __all__ = [
     "add_size",
     "add_split",
     "device_arg",
+    "exit_code",
 ]
 
 Parser = argparse.ArgumentParser
@@ -129,3 +131,14 @@ def add_output(
 ) -> None:
     """``-o/--output``: where the command writes."""
     p.add_argument("-o", "--output", required=required, default=default, metavar=metavar, help=help)
+
+
+def exit_code(log: logging.Logger, failed: list[str], what: str, sep: str = ", ") -> int:
+    """The exit status of a command that processes items: 0, or 1 when any item failed.
+
+    Failures are logged as one error: ``"N {what} failed: a{sep}b"``.
+    """
+    if failed:
+        log.error("%d %s failed: %s", len(failed), what, sep.join(failed))
+        return 1
+    return 0

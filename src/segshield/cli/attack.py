@@ -23,19 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from segshield.choices import ADAPTIVE_GRADIENTS, PNG_BITS, SPLITS, UNTARGETED
-from segshield.cli._common import (
-    add_batch_size,
-    add_data,
-    add_device,
-    add_limit,
-    add_model,
-    add_output,
-    add_seed,
-    add_split,
-    device_arg,
-)
-
-__all__ = ["add_parser", "validate", "run", "UNTARGETED"]
+from segshield.cli import _common as common
 
 log = logging.getLogger("segshield.cli.attack")
 
@@ -47,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="craft adversarial images (ASMA, PGD, ...) and save them with per-sample stats",
         description="Craft adversarial images for a data set; save them with per-sample stats.",
     )
-    add_model(p, "checkpoint X (X.json + X.safetensors)")
-    add_data(p)
+    common.add_model(p, "checkpoint X (X.json + X.safetensors)")
+    common.add_data(p)
     p.add_argument("--attack", default="asma", help="attack spec NAME[:k=v,...] (default: asma)")
     p.add_argument(
         "--target",
@@ -65,13 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--eot", type=int, default=1, help="EOT draws per gradient (default 1)")
     p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    add_split(p)
-    add_limit(p, "attack only the first N items")
-    add_batch_size(p)
-    add_seed(p, help="seed of the split, the targets and the attack")
-    add_device(p)
+    common.add_split(p)
+    common.add_limit(p, "attack only the first N items")
+    common.add_batch_size(p)
+    common.add_seed(p, help="seed of the split, the targets and the attack")
+    common.add_device(p)
     p.add_argument("--bits", type=int, choices=PNG_BITS, default=8, help="PNG bit depth")
-    add_output(p)
+    common.add_output(p)
     return p
 
 
@@ -148,7 +136,7 @@ def validate(args: argparse.Namespace) -> None:
         if args.limit < 2 and kind == "other-gt":
             raise ValueError("--limit: --target other-gt needs at least 2 images, got 1")
     check_number("--batch-size", args.batch_size, low=1, integer=True)
-    device_arg(args.device)
+    common.device_arg(args.device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o: {out} exists and is not a folder")
@@ -198,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from segshield.utils.seed import seed_everything
 
     seed_everything(args.seed)
-    device = device_arg(args.device)
+    device = common.device_arg(args.device)
     attack = _build_attack(args.attack, args.seed)
     tkind, _ = parse_target(args.target, "--target")
     model = load(args.model, map_location=device).eval()
@@ -236,7 +224,4 @@ def run(args: argparse.Namespace) -> int:
         f"attacked {len(done.rows)}/{n} images, success rate {done.success_rate:.3f}; "
         f"results in {out}"
     )
-    if failed:
-        log.error("%d item(s) failed: %s", len(failed), ", ".join(failed))
-        return 1
-    return 0
+    return common.exit_code(log, failed, "item(s)")

@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 
 from segshield.choices import RESIZE_POLICIES, SPLITS
-from segshield.cli._common import add_data, add_seed, add_split
+from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "parse_size_arg"]
 
@@ -54,12 +54,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="index and read a data set; exit 1 if any pair has a problem",
         description=__doc__.split("\n\n")[1],
     )
-    add_data(c, "KIND[:PATH], e.g. isic:/data/isic2017")
+    common.add_data(c, "KIND[:PATH], e.g. isic:/data/isic2017")
     c.add_argument(
         "--size", default=None, help="resize to S or HxW while reading (default: native)"
     )
-    add_split(c, "all")
-    add_seed(c, help="split (and phantom) seed")
+    common.add_split(c, "all")
+    common.add_seed(c, help="split (and phantom) seed")
     c.add_argument(
         "--resize",
         default=RESIZE_POLICIES[0],

@@ -19,7 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from segshield.cli._common import add_device, add_output, device_arg
+from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "plan_outputs"]
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    add_output(p, metavar="OUTDIR")
+    common.add_output(p, metavar="OUTDIR")
     p.add_argument(
         "--defense",
         default="fr",
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="rewrite existing outputs (default: skip them)"
     )
-    add_device(p)
+    common.add_device(p)
     return p
 
 
@@ -113,7 +113,7 @@ def validate(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {out}: exists and is not a folder")
-    args.device_obj = device_arg(args.device)
+    args.device_obj = common.device_arg(args.device)
     try:
         args.defense_obj = get_defense(args.defense)
     except (ValueError, TypeError) as exc:
@@ -160,7 +160,4 @@ def run(args: argparse.Namespace) -> int:
         f"defended {done} image(s) with {defense.spec()} into {args.output}"
         f"; skipped {skipped} existing; failed {len(failed)}"
     )
-    if failed:
-        log.error("%d file(s) failed: %s", len(failed), "; ".join(failed))
-        return 1
-    return 0
+    return common.exit_code(log, failed, "file(s)", "; ")

@@ -13,15 +13,7 @@ import logging
 import math
 from pathlib import Path
 
-from segshield.cli._common import (
-    add_batch_size,
-    add_device,
-    add_limit,
-    add_output,
-    add_seed,
-    add_size,
-    device_arg,
-)
+from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "settings_from_args", "print_tables"]
 
@@ -32,25 +24,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield demo``."""
     p = sub.add_parser("demo", help="Run the demo on phantom data (train, attack, defend, report)")
     add_protocol_arguments(p)
-    add_output(p, "output folder (demo_out)", required=False, default="demo_out")
+    common.add_output(p, "output folder (demo_out)", required=False, default="demo_out")
     return p
 
 
 def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``demo`` and ``reproduce`` (defaults from ``DemoSettings``)."""
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/segshield)")
-    add_size(p, "image side (demo 64)")
+    common.add_size(p, "image side (demo 64)")
     p.add_argument("--model", help="architecture (demo: unet)")
     p.add_argument("--width", type=int, help="model width (16)")
     p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
-    add_limit(p, "evaluated validation samples (demo 8)")
-    add_batch_size(p, None, help="evaluation batch size (4)")
+    common.add_limit(p, "evaluated validation samples (demo 8)")
+    common.add_batch_size(p, None, help="evaluation batch size (4)")
     p.add_argument("--asma", help="ASMA spec, e.g. asma:steps=1000,tau=1e-07,beta=1e-06")
     p.add_argument("--adaptive", help="adaptive attack spec (run through each defence)")
     p.add_argument("--defense", action="append", help="defence spec (repeatable; replaces list)")
-    add_seed(p, None, help="seed (0)")
-    add_device(p)
+    common.add_seed(p, None, help="seed (0)")
+    common.add_device(p)
 
 
 #: Flags that set the ``DemoSettings`` field of the same name (``--limit`` sets ``n_eval``).
@@ -91,7 +83,7 @@ def validate_protocol(args: argparse.Namespace, **base) -> None:
     get_attack(settings.adaptive)
     for d in settings.defenses:
         get_defense(d)
-    args._device = str(device_arg(args.device))
+    args._device = str(common.device_arg(args.device))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a folder")
@@ -148,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from segshield.evaluation.demo import run_demo
 
     settings = args._settings if hasattr(args, "_settings") else settings_from_args(args)
-    device = args._device if hasattr(args, "_device") else str(device_arg(args.device))
+    device = args._device if hasattr(args, "_device") else str(common.device_arg(args.device))
     summary, report = run_demo(args.output, settings, args.cache_dir, device)
     print_tables(summary, report)
     return 0

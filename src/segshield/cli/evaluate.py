@@ -11,18 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from segshield.cli._common import (
-    add_batch_size,
-    add_data,
-    add_device,
-    add_limit,
-    add_model,
-    add_output,
-    add_seed,
-    add_size,
-    add_split,
-    device_arg,
-)
+from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
 
@@ -59,8 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
     )
     p.add_argument("--config", help="experiment file (.yaml needs PyYAML, or .json)")
-    add_model(p, "model checkpoint (repeatable)", repeat=True)
-    add_data(p, "data spec KIND[:PATH] (repeatable)", repeat=True)
+    common.add_model(p, "model checkpoint (repeatable)", repeat=True)
+    common.add_data(p, "data spec KIND[:PATH] (repeatable)", repeat=True)
     p.add_argument("--attack", action="append", help="attack spec, e.g. asma:steps=200")
     p.add_argument(
         "--adaptive",
@@ -77,21 +66,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--classifier-attack", action="append", help="attack spec for the classifiers")
     p.add_argument("--target", help="target masks for targeted attacks (default other-gt)")
     p.add_argument("--untargeted", action="store_true", help="no target masks")
-    add_size(p)
-    add_split(p, None, shown="val")
-    add_limit(p, "at most N samples per dataset")
-    p.add_argument("--n", type=int, help="load_dataset(n=): phantom set size before splitting")
-    add_seed(p, None, shown=0)
-    add_batch_size(p, None, shown=8, help="samples per batch")
-    p.add_argument("--examples", type=int, help="example panels kept per row group (default 2)")
-    p.add_argument("--glaucoma-threshold", type=float, help="CDR threshold (default 0.6)")
     p.add_argument(
         "--no-png-roundtrip",
         action="store_true",
         help="do not round adversarial images to 8 bits before the defence",
     )
-    add_device(p, None, shown="cpu")
-    add_output(p, "results folder (created or resumed)")
+    common.add_size(p)
+    common.add_split(p, None, shown="val")
+    common.add_limit(p, "at most N samples per dataset")
+    p.add_argument("--n", type=int, help="load_dataset(n=): phantom set size before splitting")
+    common.add_seed(p, None, shown=0)
+    common.add_batch_size(p, None, shown=8, help="samples per batch")
+    p.add_argument("--examples", type=int, help="example panels kept per row group (default 2)")
+    p.add_argument("--glaucoma-threshold", type=float, help="CDR threshold (default 0.6)")
+    common.add_device(p, None, shown="cpu")
+    common.add_output(p, "results folder (created or resumed)")
     p.add_argument("--report", help="also write the HTML report to this file")
     return p
 
@@ -172,7 +161,7 @@ def validate(args: argparse.Namespace) -> None:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
-    cfg.device = str(device_arg(cfg.device))  # "auto" -> the device it names here
+    cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")

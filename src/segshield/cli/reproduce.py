@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from segshield.choices import REPRODUCE_DATASETS
-from segshield.cli._common import add_output, device_arg
+from segshield.cli import _common as common
 from segshield.cli.demo import add_protocol_arguments, print_tables, validate_protocol
 
 __all__ = ["add_parser", "validate", "run"]
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=REPRODUCE_DATASETS)
     p.add_argument("--root", required=True, help="the data set's folder")
     add_protocol_arguments(p)
-    add_output(p, "output folder (default reproduce_out/DATASET)", required=False)
+    common.add_output(p, "output folder (default reproduce_out/DATASET)", required=False)
     return p
 
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from segshield.evaluation.demo import run_reproduce
 
     settings = args._settings if hasattr(args, "_settings") else settings_from_args(args, **_BASE)
-    device = args._device if hasattr(args, "_device") else str(device_arg(args.device))
+    device = args._device if hasattr(args, "_device") else str(common.device_arg(args.device))
     summary, report = run_reproduce(
         args.dataset, args.root, args.output, settings, args.cache_dir, device
     )
