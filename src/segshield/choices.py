@@ -2,7 +2,8 @@
 
 The command line builds its parser from these tuples (``segshield --help`` stays fast and
 torch-free); library modules import them from here or are checked equal to them by the
-test suite. Order matters: the first entry of a tuple is listed first in messages.
+test suite. Order matters: the first entry of a tuple is listed first in messages. The
+gradient policies are declared in :mod:`segshield.gradients` and re-exported here.
 
 Example:
     >>> from segshield.choices import SPLITS, ADAPTIVE_GRADIENTS
@@ -13,6 +14,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from segshield.gradients import ADAPTIVE_GRADIENTS, GRADIENTS
 
 __all__ = [
     "ADAPTIVE_GRADIENTS",
@@ -37,10 +40,6 @@ SPLITS = ("train", "val", "test", "all")
 PRECISIONS = ("fp32", "bf16")
 #: Padding of the FR table tuner (``segshield.tuning``): edge replication or zeros.
 TABLE_PAD_MODES = ("edge", "zero")
-#: Gradient policies a defence can declare (docs/ALGORITHMS.md §2, "Gradient").
-GRADIENTS = ("exact", "bpda", "smooth")
-#: Policies an adaptive attack goes through a defence with (``exact`` needs no option).
-ADAPTIVE_GRADIENTS = tuple(g for g in GRADIENTS if g != "exact")
 #: Target-mask kinds of ``segshield.attacks.make_targets``.
 TARGET_KINDS = ("other-gt", "empty", "full", "shift", "scale", "cup-up", "lesion-down")
 #: The target spec of an untargeted attack (``segshield attack --target none``).
@@ -53,7 +52,7 @@ REPORT_TABLES = ("results", "classifier")
 TRAIN_TASKS = ("segment", "classify")
 #: Device names every command accepts (``cuda:N`` is accepted too).
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-#: How a loader brings images to the asked size: resize, or pad then resize.
+#: Loader resize policies: resize to the asked size, or first pad to a square, then resize.
 RESIZE_POLICIES = ("resize", "pad")
 #: ``segshield reproduce --dataset`` names.
 REPRODUCE_DATASETS = ("isic2017", "origa", "paddleseg")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from segshield.choices import GRADIENTS
-
 __all__ = ["straight_through", "smooth_round", "GRADIENTS"]
+
+#: Gradient policies a defence can declare (ARCHITECTURE.md, "Defences").
+GRADIENTS = ("exact", "bpda", "smooth")
 
 
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

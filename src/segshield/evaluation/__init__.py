@@ -5,7 +5,8 @@
   (:func:`load_config` reads YAML or JSON).
 - :func:`summarize` and :func:`format_summary` aggregate and render the rows;
   :func:`render_report` writes the self-contained HTML report.
-- :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``.
+- :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``;
+  :func:`attack_dataset` is ``segshield attack`` (adversarial images with their stats).
 
 Example:
     >>> from segshield.evaluation import EvalConfig
@@ -13,6 +14,7 @@ Example:
     ['fr:pd=30,ac=5,gd=60', 'none']
 """
 
+from segshield.evaluation.attack_dataset import AttackedSet, attack_dataset, write_stats
 from segshield.evaluation.config import EvalConfig, load_config
 from segshield.evaluation.demo import DemoSettings, cached_model, run_demo, run_reproduce
 from segshield.evaluation.harness import quantize_8bit, run_evaluation
@@ -37,4 +39,7 @@ __all__ = [
     "cached_model",
     "run_demo",
     "run_reproduce",
+    "attack_dataset",
+    "AttackedSet",
+    "write_stats",
 ]
