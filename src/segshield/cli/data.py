@@ -103,15 +103,15 @@ def run(args: argparse.Namespace) -> int:
     """Print the report; 0 without problems, 1 with any."""
     from segshield.data import load_dataset
 
-    common = {"seed": args.seed, "resize": args.resize, "n": args.n}
+    shared = {"seed": args.seed, "resize": args.resize, "n": args.n}
     print(f"data set: {args.data}")
     for split in (s for s in SPLITS if s != "all"):
         try:
-            ds = load_dataset(args.data, split=split, **common)
+            ds = load_dataset(args.data, split=split, **shared)
             print(f"  {split:5s}: {len(ds)} pairs")
         except (FileNotFoundError, ValueError) as exc:
             print(f"  {split:5s}: none ({exc})")
-    ds = load_dataset(args.data, size=args.size, split=args.split, **common)
+    ds = load_dataset(args.data, size=args.size, split=args.split, **shared)
     rep = ds.scan()
     print(f"checked split {args.split!r}: {rep['ok']} of {rep['pairs']} pairs read")
     print(f"  kind: {ds.kind}; classes: {', '.join(ds.class_names)}; regions: {ds.regions}")
