@@ -128,3 +128,18 @@ def test_defenses_lists_registry(capsys):
     assert main(["defenses", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert {d["name"] for d in items} >= {"fr", "jpeg"}
+
+
+@pytest.mark.parametrize("shape", [(13, 11), (13, 11, 3), (9, 8, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_forward_numpy_is_the_numpy_forward_on_a_device(shape, dtype, device):
+    fr = FrequencyRefinement(pad="zero").to(device)
+    arr = rng_image(shape, dtype, seed=8)
+    got = fr.forward_numpy(arr, device)
+    assert got.dtype == arr.dtype and got.shape == arr.shape
+    want = FrequencyRefinement(pad="zero")(arr)
+    if device.type == "cpu":
+        np.testing.assert_array_equal(got, want)
+    else:  # another float64 matmul may round a .5 the other way
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert not np.array_equal(got, arr)

@@ -17,6 +17,9 @@ import argparse
 import logging
 from collections import Counter
 
+from segshield.choices import RESIZE_POLICIES, SPLITS
+from segshield.cli import _common as common
+
 __all__ = ["add_parser", "validate", "run", "parse_size_arg"]
 
 log = logging.getLogger("segshield.cli.data")
@@ -51,13 +54,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="index and read a data set; exit 1 if any pair has a problem",
         description=__doc__.split("\n\n")[1],
     )
-    c.add_argument("--data", required=True, help="KIND[:PATH], e.g. isic:/data/isic2017")
+    common.add_data(c, "KIND[:PATH], e.g. isic:/data/isic2017")
     c.add_argument(
         "--size", default=None, help="resize to S or HxW while reading (default: native)"
     )
-    c.add_argument("--split", default="all", help="split to read: train, val, test, all (default)")
-    c.add_argument("--seed", type=int, default=0, help="split (and phantom) seed (default 0)")
-    c.add_argument("--resize", default="resize", help="resize policy: resize (default) or pad")
+    common.add_split(c, "all")
+    common.add_seed(c, help="split (and phantom) seed")
+    c.add_argument(
+        "--resize",
+        default=RESIZE_POLICIES[0],
+        help=f"resize policy: {' or '.join(RESIZE_POLICIES)} (default {RESIZE_POLICIES[0]})",
+    )
     c.add_argument("-n", type=int, default=None, help="phantoms: set size; real data: first N")
     return p
 
@@ -70,7 +77,7 @@ def validate(args: argparse.Namespace) -> None:
         FileNotFoundError: the ``--data`` PATH does not exist.
     """
     from segshield._checks import check_choice, check_number
-    from segshield.data import RESIZE_POLICIES, parse_spec
+    from segshield.data import parse_spec
     from segshield.data.phantom_derm import parse_size
 
     kind, path = parse_spec(args.data)
@@ -79,7 +86,7 @@ def validate(args: argparse.Namespace) -> None:
     args.size = parse_size_arg(args.size)
     if args.size is not None:
         parse_size(args.size, "--size")
-    check_choice("--split", args.split, ("train", "val", "test", "all"))
+    check_choice("--split", args.split, SPLITS)
     check_choice("--resize", args.resize, RESIZE_POLICIES)
     check_number("--seed", args.seed, low=0, integer=True)
     if args.n is not None:
@@ -96,15 +103,15 @@ def run(args: argparse.Namespace) -> int:
     """Print the report; 0 without problems, 1 with any."""
     from segshield.data import load_dataset
 
-    common = {"seed": args.seed, "resize": args.resize, "n": args.n}
+    shared = {"seed": args.seed, "resize": args.resize, "n": args.n}
     print(f"data set: {args.data}")
-    for split in ("train", "val", "test"):
+    for split in (s for s in SPLITS if s != "all"):
         try:
-            ds = load_dataset(args.data, split=split, **common)
+            ds = load_dataset(args.data, split=split, **shared)
             print(f"  {split:5s}: {len(ds)} pairs")
         except (FileNotFoundError, ValueError) as exc:
             print(f"  {split:5s}: none ({exc})")
-    ds = load_dataset(args.data, size=args.size, split=args.split, **common)
+    ds = load_dataset(args.data, size=args.size, split=args.split, **shared)
     rep = ds.scan()
     print(f"checked split {args.split!r}: {rep['ok']} of {rep['pairs']} pairs read")
     print(f"  kind: {ds.kind}; classes: {', '.join(ds.class_names)}; regions: {ds.regions}")

@@ -19,6 +19,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from segshield.cli import _common as common
+
 __all__ = ["add_parser", "validate", "run", "plan_outputs"]
 
 log = logging.getLogger("segshield.defend")
@@ -33,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    common.add_output(p, metavar="OUTDIR")
     p.add_argument(
         "--defense",
         default="fr",
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="rewrite existing outputs (default: skip them)"
     )
-    p.add_argument("--device", default="cpu", help="torch device for the defence (default: cpu)")
+    common.add_device(p)
     return p
 
 
@@ -106,19 +108,12 @@ def validate(args: argparse.Namespace) -> None:
         ValueError: bad defence spec, bad device, or an unsafe output layout.
         FileNotFoundError: a missing input or FR table file.
     """
-    import torch
-
     from segshield.defenses import get_defense
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {out}: exists and is not a folder")
-    try:
-        args.device_obj = torch.device(args.device)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {args.device!r}: not a torch device ({exc})") from None
-    if args.device_obj.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available; use --device cpu")
+    args.device_obj = common.device_arg(args.device)
     try:
         args.defense_obj = get_defense(args.defense)
     except (ValueError, TypeError) as exc:
@@ -129,19 +124,9 @@ def validate(args: argparse.Namespace) -> None:
 
 
 def _defend_file(defense, src: Path, dst: Path, device) -> None:
-    import numpy as np
-    import torch
-
     from segshield.utils.imageio import read_image, write_png
 
-    arr = read_image(src)
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    # float64 keeps k / scale exact, so FR's paper-faithful mode sees the 8-bit integers
-    x = torch.from_numpy(arr.astype(np.float64) / scale).permute(2, 0, 1).unsqueeze(0)
-    with torch.no_grad():
-        y = defense(x.to(device))[0].permute(1, 2, 0).cpu().numpy()
-    out = np.clip(np.round(y * scale), 0, scale).astype(arr.dtype)
-    write_png(dst, out)
+    write_png(dst, defense.forward_numpy(read_image(src), device))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +160,4 @@ def run(args: argparse.Namespace) -> int:
         f"defended {done} image(s) with {defense.spec()} into {args.output}"
         f"; skipped {skipped} existing; failed {len(failed)}"
     )
-    if failed:
-        log.error("%d file(s) failed: %s", len(failed), "; ".join(failed))
-        return 1
-    return 0
+    return common.exit_code(log, failed, "file(s)", "; ")

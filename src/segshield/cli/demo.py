@@ -13,6 +13,8 @@ import logging
 import math
 from pathlib import Path
 
+from segshield.cli import _common as common
+
 __all__ = ["add_parser", "validate", "run", "settings_from_args", "print_tables"]
 
 log = logging.getLogger(__name__)
@@ -22,25 +24,32 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield demo``."""
     p = sub.add_parser("demo", help="Run the demo on phantom data (train, attack, defend, report)")
     add_protocol_arguments(p)
-    p.add_argument("-o", "--output", default="demo_out", help="output folder (demo_out)")
+    common.add_output(p, "output folder (demo_out)", required=False, default="demo_out")
     return p
 
 
 def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``demo`` and ``reproduce`` (defaults from ``DemoSettings``)."""
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/segshield)")
-    p.add_argument("--size", type=int, help="image side (demo 64)")
+    common.add_size(p, "image side (demo 64)")
     p.add_argument("--model", help="architecture (demo: unet)")
     p.add_argument("--width", type=int, help="model width (16)")
     p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
-    p.add_argument("--limit", type=int, help="evaluated validation samples (demo 8)")
-    p.add_argument("--batch-size", type=int, help="evaluation batch size (4)")
+    common.add_limit(p, "evaluated validation samples (demo 8)")
+    common.add_batch_size(p, None, help="evaluation batch size (4)")
     p.add_argument("--asma", help="ASMA spec, e.g. asma:steps=1000,tau=1e-07,beta=1e-06")
     p.add_argument("--adaptive", help="adaptive attack spec (run through each defence)")
     p.add_argument("--defense", action="append", help="defence spec (repeatable; replaces list)")
-    p.add_argument("--seed", type=int, help="seed (0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    common.add_seed(p, None, help="seed (0)")
+    common.add_device(p)
+
+
+#: Flags that set the ``DemoSettings`` field of the same name (``--limit`` sets ``n_eval``).
+_SETTING_FLAGS = (
+    *("size", "model", "width", "epochs", "n_train", "limit", "batch_size", "asma", "adaptive"),
+    "seed",
+)
 
 
 def settings_from_args(args: argparse.Namespace, **base):
@@ -52,21 +61,9 @@ def settings_from_args(args: argparse.Namespace, **base):
     from segshield.evaluation.demo import DemoSettings
 
     kw = dict(base)
-    names = {
-        "size": "size",
-        "model": "model",
-        "width": "width",
-        "epochs": "epochs",
-        "n_train": "n_train",
-        "limit": "n_eval",
-        "batch_size": "batch_size",
-        "asma": "asma",
-        "adaptive": "adaptive",
-        "seed": "seed",
-    }
-    for flag, field in names.items():
+    for flag in _SETTING_FLAGS:
         if getattr(args, flag) is not None:
-            kw[field] = getattr(args, flag)
+            kw["n_eval" if flag == "limit" else flag] = getattr(args, flag)
     if args.defense:
         kw["defenses"] = tuple(args.defense)
     return DemoSettings(**kw)
@@ -78,9 +75,6 @@ def validate_protocol(args: argparse.Namespace, **base) -> None:
     Raises:
         ValueError: bad settings or specs, or CUDA asked for without a CUDA device.
     """
-    import torch
-
-    from segshield._checks import check_choice
     from segshield.attacks import get_attack
     from segshield.defenses import get_defense
 
@@ -89,9 +83,7 @@ def validate_protocol(args: argparse.Namespace, **base) -> None:
     get_attack(settings.adaptive)
     for d in settings.defenses:
         get_defense(d)
-    check_choice("--device", args.device, ("cpu", "cuda"))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device: cuda was asked for but no CUDA device is available; use cpu")
+    args._device = str(common.device_arg(args.device))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a folder")
@@ -148,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from segshield.evaluation.demo import run_demo
 
     settings = args._settings if hasattr(args, "_settings") else settings_from_args(args)
-    summary, report = run_demo(args.output, settings, args.cache_dir, args.device)
+    device = args._device if hasattr(args, "_device") else str(common.device_arg(args.device))
+    summary, report = run_demo(args.output, settings, args.cache_dir, device)
     print_tables(summary, report)
     return 0

@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from segshield.cli import _common as common
+
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
     )
     p.add_argument("--config", help="experiment file (.yaml needs PyYAML, or .json)")
-    p.add_argument("--model", action="append", help="model checkpoint (repeatable)")
-    p.add_argument("--data", action="append", help="data spec KIND[:PATH] (repeatable)")
+    common.add_model(p, "model checkpoint (repeatable)", repeat=True)
+    common.add_data(p, "data spec KIND[:PATH] (repeatable)", repeat=True)
     p.add_argument("--attack", action="append", help="attack spec, e.g. asma:steps=200")
     p.add_argument(
         "--adaptive",
@@ -64,21 +66,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--classifier-attack", action="append", help="attack spec for the classifiers")
     p.add_argument("--target", help="target masks for targeted attacks (default other-gt)")
     p.add_argument("--untargeted", action="store_true", help="no target masks")
-    p.add_argument("--size", type=int, help="image side (default: the model's input size)")
-    p.add_argument("--split", help="all, train, val or test (default val)")
-    p.add_argument("--limit", type=int, help="at most N samples per dataset")
-    p.add_argument("--n", type=int, help="load_dataset(n=): phantom set size before splitting")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--batch-size", type=int, help="samples per batch (default 8)")
-    p.add_argument("--examples", type=int, help="example panels kept per row group (default 2)")
-    p.add_argument("--glaucoma-threshold", type=float, help="CDR threshold (default 0.6)")
     p.add_argument(
         "--no-png-roundtrip",
         action="store_true",
         help="do not round adversarial images to 8 bits before the defence",
     )
-    p.add_argument("--device", help="torch device (default cpu)")
-    p.add_argument("-o", "--output", required=True, help="results folder (created or resumed)")
+    common.add_size(p)
+    common.add_split(p, None, shown="val")
+    common.add_limit(p, "at most N samples per dataset")
+    p.add_argument("--n", type=int, help="load_dataset(n=): phantom set size before splitting")
+    common.add_seed(p, None, shown=0)
+    common.add_batch_size(p, None, shown=8, help="samples per batch")
+    p.add_argument("--examples", type=int, help="example panels kept per row group (default 2)")
+    p.add_argument("--glaucoma-threshold", type=float, help="CDR threshold (default 0.6)")
+    common.add_device(p, None, shown="cpu")
+    common.add_output(p, "results folder (created or resumed)")
     p.add_argument("--report", help="also write the HTML report to this file")
     return p
 
@@ -159,6 +161,7 @@ def validate(args: argparse.Namespace) -> None:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
+    cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")

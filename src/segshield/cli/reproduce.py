@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segshield.choices import REPRODUCE_DATASETS
+from segshield.cli import _common as common
 from segshield.cli.demo import add_protocol_arguments, print_tables, validate_protocol
 
 __all__ = ["add_parser", "validate", "run"]
@@ -30,10 +32,10 @@ _BASE = {
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segshield reproduce``."""
     p = sub.add_parser("reproduce", help="The FR paper's protocol on ISIC 2017, ORIGA or PaddleSeg")
-    p.add_argument("--dataset", required=True, choices=("isic2017", "origa", "paddleseg"))
+    p.add_argument("--dataset", required=True, choices=REPRODUCE_DATASETS)
     p.add_argument("--root", required=True, help="the data set's folder")
     add_protocol_arguments(p)
-    p.add_argument("-o", "--output", help="output folder (default reproduce_out/DATASET)")
+    common.add_output(p, "output folder (default reproduce_out/DATASET)", required=False)
     return p
 
 
@@ -57,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from segshield.evaluation.demo import run_reproduce
 
     settings = args._settings if hasattr(args, "_settings") else settings_from_args(args, **_BASE)
+    device = args._device if hasattr(args, "_device") else str(common.device_arg(args.device))
     summary, report = run_reproduce(
-        args.dataset, args.root, args.output, settings, args.cache_dir, args.device
+        args.dataset, args.root, args.output, settings, args.cache_dir, device
     )
     print_tables(summary, report)
     return 0

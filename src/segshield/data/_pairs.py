@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segshield._checks import check_choice
+from segshield.choices import SPLITS
 from segshield.data.dataset import Sample
 from segshield.utils.imageio import IMAGE_SUFFIXES
 
@@ -33,7 +34,6 @@ __all__ = [
 
 log = logging.getLogger("segshield.data")
 
-SPLITS = ("train", "val", "test", "all")
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 

@@ -32,13 +32,12 @@ import torch
 from PIL import Image
 
 from segshield._checks import check_choice
+from segshield.choices import RESIZE_POLICIES
 from segshield.utils.imageio import ImageReadError, read_image, read_mask
 
 __all__ = ["Sample", "SegDataset", "RESIZE_POLICIES", "resize_pair"]
 
 log = logging.getLogger(__name__)
-
-RESIZE_POLICIES = ("resize", "pad")
 
 # raw mask arrays (one per mask file, or the stored array) -> (H, W) int64 class ids
 MaskDecoder = Callable[[list[np.ndarray]], np.ndarray]

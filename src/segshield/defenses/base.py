@@ -121,7 +121,7 @@ class Defense(torch.nn.Module):
             ValueError: ``x`` has the wrong number of dimensions or is empty.
         """
         if isinstance(x, np.ndarray):
-            return self._forward_numpy(x)
+            return self.forward_numpy(x)
         check_images(x, "x")
         if self.gradient == "bpda":
             with torch.no_grad():
@@ -129,7 +129,27 @@ class Defense(torch.nn.Module):
             return straight_through(x, y)
         return self.transform(x)
 
-    def _forward_numpy(self, arr: np.ndarray) -> np.ndarray:
+    def forward_numpy(
+        self, arr: np.ndarray, device: str | torch.device | None = None
+    ) -> np.ndarray:
+        """Defend one uint8/uint16 numpy image (what :meth:`forward` does with numpy input).
+
+        Args:
+            arr: ``(H, W)`` or ``(H, W, C)`` uint8 or uint16 image.
+            device: where the defence computes (its tensors must be there). Default CPU.
+
+        Returns:
+            The defended image, same shape and dtype (rounded, then clipped).
+
+        Raises:
+            TypeError: ``arr`` is not uint8/uint16.
+            ValueError: ``arr`` is empty or not 2-D/3-D.
+
+        Example:
+            >>> from segshield.defenses import Identity
+            >>> Identity().forward_numpy(np.full((2, 2), 7, np.uint8)).tolist()
+            [[7, 7], [7, 7]]
+        """
         if arr.dtype not in (np.uint8, np.uint16):
             raise TypeError(
                 f"x: expected a uint8 or uint16 numpy image, got dtype {arr.dtype}; "
@@ -142,9 +162,9 @@ class Defense(torch.nn.Module):
         scale = 255.0 if arr.dtype == np.uint8 else 65535.0
         hwc = arr[:, :, None] if arr.ndim == 2 else arr
         # float64 keeps k/scale exact enough that FR's paper-faithful mode sees integers.
-        t = torch.from_numpy(np.ascontiguousarray(hwc, dtype=np.float64) / scale)
+        t = torch.from_numpy(np.ascontiguousarray(hwc, dtype=np.float64) / scale).to(device)
         with torch.no_grad():
             y = self.transform(t.permute(2, 0, 1).unsqueeze(0))
-        out = np.clip(np.round(y[0].permute(1, 2, 0).numpy() * scale), 0, scale)
+        out = np.clip(np.round(y[0].permute(1, 2, 0).cpu().numpy() * scale), 0, scale)
         out = out.astype(arr.dtype)
         return out[:, :, 0] if arr.ndim == 2 else out

@@ -7,7 +7,8 @@
   accuracy for classifiers). :func:`evaluate_classifier` runs the classifier pass alone.
 - :func:`summarize` and :func:`format_summary` aggregate and render the rows;
   :func:`render_report` writes the self-contained HTML report.
-- :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``.
+- :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``;
+  :func:`attack_dataset` is ``segshield attack`` (adversarial images with their stats).
 
 Example:
     >>> from segshield.evaluation import EvalConfig
@@ -15,6 +16,7 @@ Example:
     ['fr:pd=30,ac=5,gd=60', 'none']
 """
 
+from segshield.evaluation.attack_dataset import AttackedSet, attack_dataset, write_stats
 from segshield.evaluation.classify import evaluate_classifier
 from segshield.evaluation.config import EvalConfig, load_config
 from segshield.evaluation.demo import DemoSettings, cached_model, run_demo, run_reproduce
@@ -41,4 +43,7 @@ __all__ = [
     "cached_model",
     "run_demo",
     "run_reproduce",
+    "attack_dataset",
+    "AttackedSet",
+    "write_stats",
 ]

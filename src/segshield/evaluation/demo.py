@@ -51,8 +51,21 @@ DEMO_DEFENSES = (
     "median:k=3",
     "none",
 )
-#: ``segshield reproduce --dataset`` names and their data kinds.
+#: ``segshield reproduce --dataset`` names (:data:`segshield.choices.REPRODUCE_DATASETS`)
+#: and their data kinds.
 REPRODUCE_DATASETS = {"isic2017": "isic", "origa": "origa", "paddleseg": "paddleseg"}
+
+
+#: Integer settings of :class:`DemoSettings` and their lowest values (checked in this order).
+_LOWEST = {
+    "size": 16,
+    "width": 1,
+    "epochs": 1,
+    "n_train": 4,
+    "n_eval": 1,
+    "batch_size": 1,
+    "seed": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -99,14 +112,10 @@ class DemoSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_number("size", self.size, low=16, integer=True)
-        check_number("width", self.width, low=1, integer=True)
-        check_number("epochs", self.epochs, low=1, integer=True)
-        if self.n_train is not None:
-            check_number("n_train", self.n_train, low=4, integer=True)
-        check_number("n_eval", self.n_eval, low=1, integer=True)
-        check_number("batch_size", self.batch_size, low=1, integer=True)
-        check_number("seed", self.seed, low=0, integer=True)
+        for name, low in _LOWEST.items():
+            value = getattr(self, name)
+            if value is not None or name != "n_train":
+                check_number(name, value, low=low, integer=True)
 
 
 def default_cache_dir() -> Path:

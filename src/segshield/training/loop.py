@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from segshield._deprecation import moved_names
+from segshield.choices import PRECISIONS
 from segshield.models.checkpoint import checkpoint_paths, save
 from segshield.training.state import load_state, save_state, state_paths
 from segshield.utils.device import resolve_device as _resolve_device
@@ -36,9 +37,6 @@ from segshield.utils.imageio import atomic_write_bytes
 from segshield.utils.progress import progress
 
 __all__ = ["fit", "TrainSteps", "PRECISIONS"]
-
-#: Arithmetic of the training forward/backward pass (``train_segmentation(precision=)``).
-PRECISIONS = ("fp32", "bf16")
 
 log = logging.getLogger(__name__)
 

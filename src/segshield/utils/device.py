@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEVICE_CHOICES", "resolve_device"]
+from segshield.choices import DEVICE_CHOICES
 
-#: Device names every command accepts (``cuda:N`` is accepted too).
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+__all__ = ["DEVICE_CHOICES", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device, arg: str = "device") -> torch.device:

@@ -1,0 +1,144 @@
+"""Arguments that several ``segshield`` commands spell the same, declared once.
+
+Each ``add_*`` helper registers one option on a sub-command parser with the common
+name, type and help; a command passes its own default (and, where its meaning differs,
+its own help). Parsing stays torch-free: choices come from :mod:`segshield.choices`, and
+:func:`device_arg` imports torch only when a command checks its ``--device``.
+
+Example:
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_seed(p)
+    >>> add_device(p)
+    >>> add_output(p)
+    >>> p.parse_args(["-o", "out"])
+    Namespace(seed=0, device='cpu', output='out')
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING
+
+from segshield.choices import DEVICE_CHOICES, SPLITS
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "add_batch_size",
+    "add_data",
+    "add_device",
+    "add_limit",
+    "add_model",
+    "add_output",
+    "add_seed",
+    "add_size",
+    "add_split",
+    "device_arg",
+    "exit_code",
+]
+
+Parser = argparse.ArgumentParser
+
+
+def _note(default: object, shown: object = None) -> str:
+    """`` (default X)`` for the help, naming ``shown`` when the parsed default is None."""
+    value = shown if default is None else default
+    return "" if value is None else f" (default {value})"
+
+
+def add_device(p: Parser, default: str | None = "cpu", *, shown: str | None = None) -> None:
+    """``--device``: a name for :func:`segshield.utils.device.resolve_device`.
+
+    Args:
+        p: the sub-command parser.
+        default: the parsed default (``None``: the command's settings decide).
+        shown: the default named in the help when ``default`` is ``None``.
+    """
+    names = ", ".join(DEVICE_CHOICES[1:])
+    help = f"{names}, cuda:N or {DEVICE_CHOICES[0]}{_note(default, shown)}"
+    p.add_argument("--device", default=default, help=help)
+
+
+def device_arg(name: str, flag: str = "--device") -> torch.device:
+    """The ``torch.device`` of a ``--device`` value (imports torch).
+
+    Raises:
+        ValueError: not a CPU/CUDA device name, or CUDA without a CUDA device (the
+            message names ``flag``).
+    """
+    from segshield.utils.device import resolve_device
+
+    return resolve_device(name, arg=flag)
+
+
+def add_model(p: Parser, help: str, *, repeat: bool = False) -> None:
+    """``--model``: a checkpoint (required) or, with ``repeat``, several (appended)."""
+    if repeat:
+        p.add_argument("--model", action="append", help=help)
+    else:
+        p.add_argument("--model", required=True, help=help)
+
+
+def add_data(
+    p: Parser, help: str = "data set KIND[:PATH], e.g. isic:/data/isic", *, repeat: bool = False
+) -> None:
+    """``--data``: a data spec ``KIND[:PATH]`` (required) or several (appended)."""
+    if repeat:
+        p.add_argument("--data", action="append", help=help)
+    else:
+        p.add_argument("--data", required=True, help=help)
+
+
+def add_seed(
+    p: Parser, default: int | None = 0, *, shown: int | None = None, help: str = "seed"
+) -> None:
+    """``--seed``: a non-negative integer (checked by the command)."""
+    p.add_argument("--seed", type=int, default=default, help=help + _note(default, shown))
+
+
+def add_batch_size(
+    p: Parser, default: int | None = 8, *, shown: int | None = None, help: str = "images per batch"
+) -> None:
+    """``--batch-size``: images per batch (checked by the command)."""
+    p.add_argument("--batch-size", type=int, default=default, help=help + _note(default, shown))
+
+
+def add_limit(p: Parser, help: str = "at most N images") -> None:
+    """``--limit``: at most N items (default: all)."""
+    p.add_argument("--limit", type=int, default=None, help=help)
+
+
+def add_size(p: Parser, help: str = "image side (default: the model's input size)") -> None:
+    """``--size``: the image side the loader resizes to (default: native or the model's)."""
+    p.add_argument("--size", type=int, default=None, help=help)
+
+
+def add_split(p: Parser, default: str | None = "val", *, shown: str | None = None) -> None:
+    """``--split``: one of :data:`segshield.choices.SPLITS` (checked by the command)."""
+    p.add_argument("--split", default=default, help=", ".join(SPLITS) + _note(default, shown))
+
+
+def add_output(
+    p: Parser,
+    help: str = "output folder",
+    *,
+    required: bool = True,
+    default: str | None = None,
+    metavar: str | None = None,
+) -> None:
+    """``-o/--output``: where the command writes."""
+    p.add_argument("-o", "--output", required=required, default=default, metavar=metavar, help=help)
+
+
+def exit_code(log: logging.Logger, failed: list[str], what: str, sep: str = ", ") -> int:
+    """The exit status of a command that processes items: 0, or 1 when any item failed.
+
+    Failures are logged as one error: ``"N {what} failed: a{sep}b"``.
+    """
+    if failed:
+        log.error("%d %s failed: %s", len(failed), what, sep.join(failed))
+        return 1
+    return 0
