@@ -5,7 +5,7 @@ Measures image-iterations per second (images x ASMA iterations / wall seconds) f
    masked loss, host-side IoU every step), run image after image;
 2. ``segshield.attacks.ASMA`` called on one image at a time;
 3. ``segshield.attacks.ASMA`` on the whole batch;
-and prints a markdown table with the machine description. Targets (issue 4): >= 3x on
+and prints a markdown table with the machine description. Targets: >= 3x on
 the CPU at batch 16 (U-Net at 128x128), >= 20x on a GPU at batch 32.
 
 Usage::

@@ -9,7 +9,7 @@ inverse DCT per block; concatenate the blocks back), and a leaner loop that writ
 block in place with numpy matrix products. Then batch throughput, and CUDA throughput
 when a GPU is present. Prints a markdown table with the machine.
 
-Targets (issue 2): FR <= 0.6x the libjpeg round trip at 224x224 on one thread, and
+Targets: FR <= 0.6x the libjpeg round trip at 224x224 on one thread, and
 >= 100x faster than the per-block loop.
 
 Usage:

@@ -1,4 +1,4 @@
-"""Training benchmark: the issue-3 accuracy/time targets and model throughput, with the machine.
+"""Training benchmark: the accuracy/time targets and model throughput, with the machine.
 
 Tables:
 

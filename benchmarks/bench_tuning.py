@@ -1,6 +1,6 @@
 """Benchmark: scoring many FR tables at once vs one FrequencyRefinement per table.
 
-The table search (issue 6) scores dozens of candidate tables on the same validation
+The table search scores dozens of candidate tables on the same validation
 images. Side by side in one run, on the same images, model and tables:
 
 1. a loop building ``FrequencyRefinement.from_table(t)`` per table, refining clean and

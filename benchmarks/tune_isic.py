@@ -1,4 +1,4 @@
-"""Tune the FR table on ISIC 2017 with images the model never saw (issue 6, README).
+"""Tune the FR table on ISIC 2017 with images the model never saw (see the README).
 
 ISIC 2017 here has 2000 training and 150 validation images. Benign Dice losses of FR
 tables differ by about 0.001 on ISIC, so the search needs more unseen images than half

@@ -27,7 +27,7 @@ class TinySeg(nn.Module):
 
 
 def reference_asma_one_image(model, image, target, classes, tau, beta, iters):
-    """The published one-image ASMA loop written out plainly (SPEC §4, Ozbulak et al.).
+    """The published one-image ASMA loop, written out plainly (docs/ALGORITHMS.md §4).
 
     ``image`` (1, C, H, W), ``target`` (H, W). K >= 2: loss over ``classes`` with argmax
     prediction; K = 1: the binary single-channel form with sigmoid > 0.5.

@@ -1,4 +1,4 @@
-"""``segshield train``: the issue's contract, argument validation, classify dispatch."""
+"""``segshield train``: the command's contract, argument validation, classify dispatch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``segshield tune`` and ``segshield analyze`` end to end on tiny phantoms (issue 6)."""
+"""``segshield tune`` and ``segshield analyze`` end to end on tiny phantoms."""
 
 from __future__ import annotations
 

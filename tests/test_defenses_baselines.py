@@ -1,4 +1,4 @@
-"""Baseline defences (SPEC §3) against scipy / Pillow references, gradients, registry."""
+"""Baseline defences (docs/ALGORITHMS.md §3) vs scipy / Pillow references, gradients, registry."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ PAPER = (30.0, 5.0, 60.0)
 
 
 def paper_table(pd=30.0, ac=5.0, gd=60.0) -> np.ndarray:
-    """SPEC §2 table written out band by band (independent of band_table)."""
+    """docs/ALGORITHMS.md §2 table written out band by band (independent of band_table)."""
     q = np.empty((8, 8))
     for u in range(8):
         for v in range(8):

@@ -440,7 +440,7 @@ def test_killed_subprocess_resumes(tmp_path):
 
 
 def test_classifier_rows(tmp_path, monkeypatch):
-    """Classifier rows (issue 7) with the real classification pieces, resumable."""
+    """Classifier rows with the real classification pieces, resumable."""
     monkeypatch.setenv("SEGSHIELD_PROGRESS", "0")
     from segshield.classification import build_classifier, item_label, save_classifier
     from segshield.data import load_dataset

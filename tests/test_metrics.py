@@ -1,4 +1,4 @@
-"""Segmentation metrics against hand-computed cases and the SPEC §5 empty rules."""
+"""Segmentation metrics against hand-computed cases and the docs/ALGORITHMS.md §5 empty rules."""
 
 from __future__ import annotations
 

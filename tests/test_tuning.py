@@ -1,4 +1,4 @@
-"""Frequency analysis and batched multi-table FR (segshield.tuning, issue 6)."""
+"""Frequency analysis and batched multi-table FR (segshield.tuning)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class ThresholdModel(torch.nn.Module):
 
 
 def _dice_ref(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean foreground Dice over samples (SPEC §5 empty rule: both empty -> 1)."""
+    """Mean foreground Dice over samples (docs/ALGORITHMS.md §5 empty rule: both empty -> 1)."""
     out = []
     for p, g in zip(pred, gt, strict=True):
         tp = np.sum((p == 1) & (g == 1))
@@ -213,7 +213,7 @@ def test_apply_tables_zero_steps_are_identity_and_idempotent_without_clip():
     assert torch.allclose(apply_tables(x, torch.zeros(1, 8, 8, dtype=torch.float64))[0], x)
     t = torch.full((1, 8, 8), 16.0, dtype=torch.float64)
     once = apply_tables(x, t, clip=False)[0]
-    # Unclipped output may leave [0, 1]; FR is idempotent on it (SPEC §2).
+    # Unclipped output may leave [0, 1]; FR is idempotent on it (docs/ALGORITHMS.md §2).
     coeffs_twice = _blocks_dct_ref(once.numpy())
     np.testing.assert_allclose(coeffs_twice / 16.0, np.round(coeffs_twice / 16.0), atol=1e-6)
 

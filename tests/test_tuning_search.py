@@ -1,4 +1,4 @@
-"""FR table search, cache, Pareto front and plots (segshield.tuning, issue 6)."""
+"""FR table search, cache, Pareto front and plots (segshield.tuning)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def _describe(x: Any) -> str:
 
 
 def check_images(x: Any, name: str = "images", *, check_range: bool = False) -> torch.Tensor:
-    """Check a batch of images in SPEC §1 layout.
+    """Check a batch of images in docs/ALGORITHMS.md §1 layout.
 
     Args:
         x: candidate tensor.

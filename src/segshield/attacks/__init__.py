@@ -1,4 +1,4 @@
-"""Adversarial attacks (SPEC §4): ASMA, FGSM, PGD, DAG, SegPGD; CW L2 for classifiers.
+"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD; CW L2 for classifiers.
 
 Every attack is called as ``attack(model, images, masks=None, target_masks=None)`` and
 returns an :class:`AttackResult`. ``Defended(model, defense)`` makes any attack adaptive

@@ -1,6 +1,7 @@
-"""ASMA: Adaptive Segmentation Mask Attack (Ozbulak et al., MICCAI 2019; SPEC §4), batched.
+"""ASMA: Adaptive Segmentation Mask Attack (Ozbulak et al., MICCAI 2019), batched.
 
-Per iteration, on the current image ``X`` (``X_0`` the clean image) and target ``Y^t``:
+docs/ALGORITHMS.md §4 describes the algorithm. Per iteration, on the current image ``X``
+(``X_0`` the clean image) and target ``Y^t``:
 ``J = L(X) - ||X - X_0||_2^2`` with ``L`` the prediction loss of
 :func:`segshield.attacks.losses.asma_prediction_loss`; ``X' = X + m * grad_X J`` (raw
 gradient); ``m = beta * IoU(P(X'), Y^t) + tau`` measured on the model's prediction for
@@ -193,8 +194,8 @@ def asma(
 class ASMA(Attack):
     """Adaptive Segmentation Mask Attack (Ozbulak et al., MICCAI 2019), batched; targeted.
 
-    Sample by sample equal to the authors' one-image algorithm (SPEC §4; see the module
-    docstring for the exact order of operations). Works for K = 1 sigmoid models (binary
+    Sample by sample equal to the authors' one-image algorithm (docs/ALGORITHMS.md §4; see the
+    module docstring for the exact order of operations). Works for K = 1 sigmoid models (binary
     single-channel loss) and K >= 2 softmax models.
 
     Args:

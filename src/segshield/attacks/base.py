@@ -57,7 +57,7 @@ class AttackResult:
 
 
 def target_iou(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean IoU over foreground classes ``1..K-1`` per sample (SPEC §5 empty-mask rules).
+    """Mean IoU over foreground classes ``1..K-1`` per sample (empty masks: docs/ALGORITHMS.md §5).
 
     Args:
         pred: ``(B, H, W)`` predicted class ids.

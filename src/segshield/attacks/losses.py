@@ -1,4 +1,4 @@
-"""Per-pixel losses shared by the attacks (SPEC §4).
+"""Per-pixel losses shared by the attacks (docs/ALGORITHMS.md §4).
 
 Every function works for segmentation logits ``(B, K, H, W)`` with labels ``(B, H, W)``
 and, where noted, for classifier logits ``(B, K)`` with labels ``(B,)``. A K = 1 logit map
@@ -27,7 +27,7 @@ def two_class_logits(logits: torch.Tensor, *, signed: bool = False) -> torch.Ten
 
     ``[0, z]`` gives ``softmax == [1 - sigmoid(z), sigmoid(z)]`` (cross-entropy equals binary
     cross-entropy); ``signed=True`` gives ``[-z, z]``, the per-class outputs for which the
-    multi-class ASMA loss equals its binary single-channel form (SPEC §4).
+    multi-class ASMA loss equals its binary single-channel form (docs/ALGORITHMS.md §4).
 
     Args:
         logits: ``(B, K, ...)`` logits (``(B, K)`` classifier or ``(B, K, H, W)``).
@@ -106,7 +106,7 @@ def per_sample_mean(
 def asma_prediction_loss(
     logits: torch.Tensor, target: torch.Tensor, pred: torch.Tensor
 ) -> torch.Tensor:
-    """ASMA prediction loss per sample (Ozbulak et al., MICCAI 2019, eq. 2; SPEC §4).
+    """ASMA prediction loss per sample (Ozbulak et al., MICCAI 2019, eq. 2; docs/ALGORITHMS.md §4).
 
     ``L = sum_c sum_pixels g_c(X) 1[Y^t = c] 1[P != c]``: the model output of the target
     class at every pixel not yet predicted as its target. For K = 1 the binary

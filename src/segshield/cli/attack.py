@@ -11,7 +11,7 @@ pipeline; ``--bits 16`` for single-channel images), ``OUTDIR/stats.csv`` and
 version), all atomically. Statistics are measured on the float adversarial images
 before quantisation. With ``--defense`` the rows also hold the defended model's IoUs on
 the adversarial images; without ``--adaptive`` the attack does not see the defence (a
-non-adaptive evaluation, which is incomplete on its own: SPEC §4).
+non-adaptive evaluation, which is incomplete on its own: docs/ALGORITHMS.md §4).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         if args.adaptive is None:
             log.warning(
                 "non-adaptive evaluation: the attack does not see %s; add --adaptive bpda "
-                "for a complete defence evaluation (SPEC §4)",
+                "for a complete defence evaluation (docs/ALGORITHMS.md §4)",
                 args.defense,
             )
     ds = load_dataset(args.data, size=args.size, split=args.split, seed=args.seed)

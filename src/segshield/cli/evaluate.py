@@ -1,4 +1,4 @@
-"""``segshield evaluate``: measure defences against attacks, one row per sample (SPEC §5).
+"""``segshield evaluate``: defences against attacks, one row per sample (docs/ALGORITHMS.md §5).
 
 Either ``--config EXP.yaml`` (or ``.json``) or flags; flags given beside a config file
 replace its values. Results go to ``-o RESULTS`` (SQLite + manifest); re-running the

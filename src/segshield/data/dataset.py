@@ -1,4 +1,4 @@
-"""``SegDataset``: image/mask pairs, read lazily, resized by one policy, as SPEC §1 tensors.
+"""``SegDataset``: image/mask pairs, read lazily, resized by one policy (docs/ALGORITHMS.md §1).
 
 Every loader (phantoms and the real-data layouts) produces a list of :class:`Sample`
 (a name, an image file or array, one or more mask files or an array) and a decoding

@@ -1,9 +1,9 @@
-"""Drishti-GS1 layout (SPEC §6): fundus images with soft disc and cup maps.
+"""Drishti-GS1 layout (docs/ALGORITHMS.md §6): fundus images with soft disc and cup maps.
 
 Images ``NAME.png`` anywhere under the root (recursively; e.g. ``images/`` or the
 release's ``Training/Images/``) pair with ``NAME_ODsegSoftmap.png`` (disc) and
 ``NAME_cupsegSoftmap.png`` (cup), also searched recursively. The soft maps hold the
-experts' agreement (0..255); each is thresholded at half its own maximum (SPEC §6),
+experts' agreement (0..255); each is thresholded at half its own maximum (docs/ALGORITHMS.md §6),
 so the default keeps pixels marked by at least half of the annotators. Disc and cup
 combine into 0 background, 1 rim (disc minus cup), 2 cup (a cup pixel is a disc
 pixel). The seeded 70/15/15 split applies.

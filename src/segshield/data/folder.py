@@ -1,4 +1,4 @@
-"""Generic layout (SPEC §6): ``images/NAME.ext`` with ``masks/NAME.png`` (same stem).
+"""Generic layout (docs/ALGORITHMS.md §6): ``images/NAME.ext`` with ``masks/NAME.png`` (same stem).
 
 Mask encoding: a mask whose values are all in ``{0, 255}`` is binary (255 -> 1);
 otherwise its values are class ids, 255 = ignore. The number of classes is inferred

@@ -1,4 +1,4 @@
-"""ISIC 2016-2018 Task 1 layout (SPEC §6): lesion images with 0/255 segmentation masks.
+"""ISIC 2016-2018 Task 1 layout (docs/ALGORITHMS.md §6): lesion images with 0/255 masks.
 
 Folders under the root are recognised by name (any case): a name containing
 ``Training``, ``Validation`` or ``Test`` and ``GroundTruth`` holds masks; one with the

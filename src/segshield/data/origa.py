@@ -1,7 +1,7 @@
 """ORIGA layout: ``images/NAME.*`` with ``masks/NAME.*`` holding 0 background, 1 rim, 2 cup.
 
-The masks are already SPEC §1 class ids and are used as they are; any other value is an
-error naming the file. The seeded 70/15/15 split applies.
+The masks already hold the class ids of docs/ALGORITHMS.md §1 and are used as they are;
+any other value is an error naming the file. The seeded 70/15/15 split applies.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PH2 layout (SPEC §6): dermoscopy BMP images with 1-bit lesion masks.
+"""PH2 layout (docs/ALGORITHMS.md §6): dermoscopy BMP images with 1-bit lesion masks.
 
 Two layouts are recognised:
 

@@ -1,6 +1,6 @@
 """Procedural dermoscopy phantom: a skin lesion with a binary mask (segshield's default data).
 
-Design (issue 3): skin-toned textured background, an irregular lesion made of several
+Design: skin-toned textured background, an irregular lesion made of several
 pigment tones with a fuzzy border, hairs, vignetting, an optional dark dermatoscope
 ring, and occasional ruler or air-bubble artefacts. Confounders (freckles, dark
 vignetting, hairs, light regression areas inside the lesion, low-contrast lesions)

@@ -1,6 +1,6 @@
 """Procedural fundus phantom: optic disc and cup with 0/1/2 masks and a CDR label.
 
-Design (issue 3): a circular field of view on black; an orange-red retina with
+Design: a circular field of view on black; an orange-red retina with
 illumination shading and choroidal texture; a macula (darker spot with a foveal
 reflex) about 2.5 disc diameters temporal of the disc; a bright optic disc with a
 brighter cup; a branching vessel tree (arteries and veins, four trunks that split
@@ -12,7 +12,8 @@ The vertical cup-to-disc ratio ``cdr`` is drawn uniformly in ``[0.25, 0.85]`` an
 is the label: the cup ellipse's vertical radius is ``cdr`` times the disc's, with the
 cup inside the disc, so the masks' vertical CDR equals ``cdr`` up to rasterisation
 (about one pixel over each diameter). Masks: 0 background, 1 rim (disc minus cup),
-2 cup (SPEC §1). Each image is drawn from ``numpy.random.default_rng([seed, index, 2])``.
+2 cup (docs/ALGORITHMS.md §1). Each image is drawn from
+``numpy.random.default_rng([seed, index, 2])``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def make_fundus_phantom(
 
     Returns:
         :class:`~segshield.data.phantom_derm.Phantom` with ``meta = {"cdr": float,
-        "glaucoma": int}`` where ``glaucoma = int(cdr >= 0.6)`` (SPEC §5 default).
+        "glaucoma": int}`` where ``glaucoma = int(cdr >= 0.6)`` (docs/ALGORITHMS.md §5 default).
 
     Raises:
         TypeError: ``seed`` or ``index`` not an integer, ``size`` of the wrong type.

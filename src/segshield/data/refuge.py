@@ -1,9 +1,9 @@
-"""REFUGE encoding (SPEC §6): one mask per image, 0 = cup, 128 = disc rim, 255 = background.
+"""REFUGE (docs/ALGORITHMS.md §6): one mask per image, 0 = cup, 128 = disc rim, 255 = background.
 
 Layout: ``images/NAME.*`` with ``masks/NAME.*`` (as in the DoFE/MiDSS ROI release).
 Grey levels map to the nearest of the three codes (``< 64`` cup, ``< 192`` rim, else
-background), which also absorbs JPEG or resampling noise; the result is SPEC §1's
-0 background, 1 rim, 2 cup. The seeded 70/15/15 split applies.
+background), which also absorbs JPEG or resampling noise; the result is
+0 background, 1 rim, 2 cup (docs/ALGORITHMS.md §1). The seeded 70/15/15 split applies.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``load_dataset("KIND[:PATH]")``: the registry of data-set kinds (phantoms and layouts).
 
-Kinds and their masks (SPEC §1, §6):
+Kinds and their masks (docs/ALGORITHMS.md §1, §6):
 
 | kind | PATH | classes | regions |
 | --- | --- | --- | --- |

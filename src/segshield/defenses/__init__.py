@@ -1,4 +1,4 @@
-"""Input-transformation defences: Frequency Refinement and its baselines (SPEC §2-3).
+"""Input-transformation defences: Frequency Refinement and its baselines (docs/ALGORITHMS.md §2-3).
 
 Every defence is a :class:`Defense` (``torch.nn.Module``) mapping ``(B, C, H, W)``
 float images in ``[0, 1]`` to images of the same shape, dtype and device, with a

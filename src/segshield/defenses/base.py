@@ -1,6 +1,6 @@
 """``Defense``: the common interface of every input-transformation defence.
 
-Reference: ARCHITECTURE.md "Defences"; gradient policies from SPEC §2 and Athalye et
+Reference: ARCHITECTURE.md "Defences"; gradient policies from docs/ALGORITHMS.md §2 and Athalye et
 al., ICML 2018. A defence maps ``(B, C, H, W)`` float images in ``[0, 1]`` to images of
 the same shape, dtype and device; it also accepts one uint8/uint16 numpy image.
 """

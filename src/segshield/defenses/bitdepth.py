@@ -1,7 +1,7 @@
 """Bit-depth reduction (feature squeezing).
 
 Reference: Xu, Evans and Qi, "Feature Squeezing: Detecting Adversarial Examples in Deep
-Neural Networks", NDSS 2018 (SPEC §3): every value becomes the nearest of ``2**bits``
+Neural Networks", NDSS 2018 (docs/ALGORITHMS.md §3): every value becomes the nearest of ``2**bits``
 evenly spaced levels in [0, 1].
 """
 

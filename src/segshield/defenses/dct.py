@@ -65,7 +65,7 @@ def dct_matrix(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Orthonormal ``n``-point DCT-II matrix ``D`` (SPEC §2 step 3).
+    """Orthonormal ``n``-point DCT-II matrix ``D`` (docs/ALGORITHMS.md §2 step 3).
 
     Row ``k`` is ``sqrt(2/n) * cos(pi * (2i + 1) * k / (2n))`` with row 0 scaled by
     ``1/sqrt(2)``, so ``D @ D.T == I`` and ``D @ b`` is ``scipy.fft.dct(b, norm="ortho")``.
@@ -135,7 +135,7 @@ def _blocks_to_image(z: torch.Tensor) -> torch.Tensor:
 
 
 def block_dct(x: torch.Tensor) -> torch.Tensor:
-    """2-D DCT-II of every non-overlapping 8x8 block: ``C = D B Dᵀ`` (SPEC §2 steps 2-3).
+    """2-D DCT-II of every 8x8 block: ``C = D B Dᵀ`` (docs/ALGORITHMS.md §2 steps 2-3).
 
     Args:
         x: images ``(B, C, H, W)`` of any floating dtype and value scale, H and W

@@ -1,4 +1,4 @@
-"""Gaussian blur per channel (SPEC §3 baseline), separable and differentiable."""
+"""Gaussian blur per channel (docs/ALGORITHMS.md §3 baseline), separable and differentiable."""
 
 from __future__ import annotations
 

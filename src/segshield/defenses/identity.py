@@ -1,4 +1,4 @@
-"""No defence: the identity transform, always reported as the reference (SPEC §3)."""
+"""No defence: the identity transform, always reported as the reference (docs/ALGORITHMS.md §3)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["Identity"]
 
 
 class Identity(Defense):
-    """The identity "defence" (SPEC §3: no defence, always reported).
+    """The identity "defence" (docs/ALGORITHMS.md §3: no defence, always reported).
 
     Shape:
         Input and output: ``(B, C, H, W)`` float in [0, 1] (or a numpy uint8/uint16 image).

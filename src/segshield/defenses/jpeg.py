@@ -1,6 +1,6 @@
 """JPEG compression through libjpeg (Pillow), the classic input-transformation baseline.
 
-Reference: Dziugaite et al. 2016 / Guo et al., ICLR 2018 (JPEG as a defence); SPEC §3:
+Reference: Dziugaite et al. 2016 / Guo et al., ICLR 2018 (JPEG as a defence); docs/ALGORITHMS.md §3:
 standard libjpeg pipeline, quality q, YCbCr with 4:2:0 chroma subsampling for RGB.
 """
 
@@ -77,7 +77,7 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
 
 
 class Jpeg(Defense):
-    """JPEG-compression defence through libjpeg (SPEC §3).
+    """JPEG-compression defence through libjpeg (docs/ALGORITHMS.md §3).
 
     Args:
         quality: libjpeg quality, integer in [1, 100] (default 75).

@@ -1,4 +1,7 @@
-"""Median filter ``k x k`` per channel (SPEC §3 baseline; feature squeezing, Xu et al. 2018)."""
+"""Median filter ``k x k`` per channel (feature squeezing, Xu et al. 2018).
+
+A baseline defence of docs/ALGORITHMS.md §3.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gradient helpers for non-differentiable defences (SPEC §2, "Gradient").
+"""Gradient helpers for non-differentiable defences (docs/ALGORITHMS.md §2, "Gradient").
 
 Reference: Athalye et al., "Obfuscated Gradients Give a False Sense of Security",
 ICML 2018 (BPDA / straight-through); Liu et al., MICCAI 2020 (FR's rounding).
@@ -50,7 +50,7 @@ def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def smooth_round(x: torch.Tensor) -> torch.Tensor:
     """Differentiable surrogate of rounding: ``r + (x - r)**3`` with ``r = round(x)``.
 
-    SPEC §2 (b): the value is within 0.125 of ``round(x)`` and its gradient
+    docs/ALGORITHMS.md §2 (b): the value is within 0.125 of ``round(x)`` and its gradient
     ``3 (x - r)**2`` is nonzero except at integers. ``r`` uses round-half-to-even and is
     detached (rounding itself has zero gradient).
 

@@ -1,6 +1,6 @@
 """Downstream diagnosis from masks: cup-to-disc ratio, glaucoma call, lesion measures.
 
-Pure functions on masks (SPEC §5, issue 7): :func:`vertical_cdr`, :func:`cdr_from_mask`,
+Pure functions on masks (docs/ALGORITHMS.md §5): :func:`vertical_cdr`, :func:`cdr_from_mask`,
 :func:`glaucoma_call`; the ABCD-rule lesion measures :func:`lesion_measures`; per-batch
 downstream effects of a prediction (:func:`downstream_fundus`,
 :func:`downstream_lesion`); and target masks that flip a diagnosis

@@ -1,4 +1,4 @@
-"""Vertical cup-to-disc ratio (CDR) and the glaucoma call (SPEC §5).
+"""Vertical cup-to-disc ratio (CDR) and the glaucoma call (docs/ALGORITHMS.md §5).
 
 The vertical CDR is the classic glaucoma screening measure: the vertical diameter of the
 optic cup divided by the vertical diameter of the optic disc (e.g. Garway-Heath et al.,
@@ -20,7 +20,7 @@ from segshield.diagnosis._masks import as_batch, region, restore
 
 __all__ = ["vertical_extent", "vertical_cdr", "cdr_from_mask", "glaucoma_call", "DISC", "CUP"]
 
-#: Fundus class ids forming the disc and the cup (SPEC §1: 1 = rim, 2 = cup).
+#: Fundus class ids forming the disc and the cup (docs/ALGORITHMS.md §1: 1 = rim, 2 = cup).
 DISC: tuple[int, ...] = (1, 2)
 CUP: tuple[int, ...] = (2,)
 
@@ -64,8 +64,8 @@ def _extent(m: torch.Tensor) -> torch.Tensor:
 def vertical_cdr(disc: Any, cup: Any) -> Any:
     """Vertical cup-to-disc ratio: rows spanned by the cup over rows spanned by the disc.
 
-    Paper: SPEC §5; vertical CDR as in Garway-Heath et al. (1998), the downstream measure
-    of Liu et al. (MICCAI 2020).
+    Paper: vertical CDR as in Garway-Heath et al. (1998), the downstream measure of
+    Liu et al. (MICCAI 2020); see docs/ALGORITHMS.md §5.
 
     Args:
         disc: boolean disc mask ``(H, W)`` or ``(B, H, W)`` (the whole disc, cup included),
@@ -107,7 +107,7 @@ def _ratio(disc_rows: torch.Tensor, cup_rows: torch.Tensor) -> torch.Tensor:
 
 
 def cdr_from_mask(mask: Any, disc: tuple[int, ...] = DISC, cup: tuple[int, ...] = CUP) -> Any:
-    """Vertical CDR of a fundus class mask (SPEC §1: 0 background, 1 rim, 2 cup).
+    """Vertical CDR of a fundus class mask (docs/ALGORITHMS.md §1: 0 background, 1 rim, 2 cup).
 
     Args:
         mask: integer class ids ``(H, W)`` or ``(B, H, W)``; 255 (ignore) is neither.
@@ -142,7 +142,7 @@ def cdr_from_mask(mask: Any, disc: tuple[int, ...] = DISC, cup: tuple[int, ...] 
 def glaucoma_call(cdr: Any, threshold: float = 0.6) -> Any:
     """Glaucoma suspect when the vertical CDR reaches the threshold: ``cdr >= threshold``.
 
-    Paper: SPEC §5 (threshold 0.6 by default, configurable).
+    Reference: docs/ALGORITHMS.md §5 (threshold 0.6 by default, configurable).
 
     Args:
         cdr: vertical CDR values, a float, numpy array or tensor of any shape.

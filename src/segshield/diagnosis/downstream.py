@@ -1,6 +1,6 @@
 """Per-sample downstream effects of a predicted mask against the ground truth.
 
-What an attack does to the clinical decision (issue 7, SPEC §5): for fundus masks the
+What an attack does to the clinical decision (docs/ALGORITHMS.md §5): for fundus masks the
 absolute error of the vertical cup-to-disc ratio and whether the glaucoma call flips;
 for lesion masks the relative error of the lesion area. The evaluation harness calls
 these once per batch for the clean, attacked and recovered predictions.
@@ -37,8 +37,9 @@ def downstream_fundus(
 ) -> dict[str, torch.Tensor]:
     """Vertical CDR of prediction and ground truth, its absolute error, and call flips.
 
-    Paper: SPEC §5 glaucoma downstream (absolute CDR error, glaucoma call at a CDR
-    threshold), following the downstream evaluation of Liu et al. (MICCAI 2020).
+    Paper: the glaucoma downstream of docs/ALGORITHMS.md §5 (absolute CDR error, glaucoma
+    call at a CDR threshold), following the downstream evaluation of Liu et al.
+    (MICCAI 2020).
 
     Args:
         pred: predicted fundus class ids (0 background, 1 rim, 2 cup).
@@ -94,7 +95,7 @@ def downstream_lesion(
 ) -> dict[str, torch.Tensor]:
     """Lesion area of prediction and ground truth and the relative area error.
 
-    Paper: issue 7 downstream measure for dermoscopy (lesion area, the "D"/size input of
+    Paper: a downstream measure for dermoscopy (lesion area, the "D"/size input of
     the ABCD rule, Stolz et al., 1994).
 
     Args:

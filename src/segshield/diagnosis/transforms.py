@@ -1,6 +1,6 @@
 """Target masks that flip a diagnosis: enlarge the optic cup, shrink the lesion.
 
-Targeted attacks (ASMA, SPEC §4) push the prediction towards a target mask. These pure
+Targeted attacks (ASMA, docs/ALGORITHMS.md §4) push the prediction towards a target mask. These pure
 mask transforms build targets with a clinical meaning: a larger cup raises the vertical
 cup-to-disc ratio over the glaucoma threshold, a smaller lesion hides a melanoma's size.
 Both scale a region about the centre of its bounding box with nearest-neighbour
@@ -79,7 +79,7 @@ def enlarge_cup(
     """Fundus target mask with the optic cup scaled by ``factor`` inside the disc.
 
     Paper: target masks for targeted segmentation attacks (ASMA, Ozbulak et al., MICCAI
-    2019) chosen to flip the glaucoma call (issue 7, SPEC §5).
+    2019) chosen to flip the glaucoma call (docs/ALGORITHMS.md §5).
 
     The cup is scaled about the centre of its bounding box and clipped to the disc, so
     the disc is unchanged and the vertical CDR grows about ``factor``-fold (at most to
@@ -139,7 +139,7 @@ def shrink_lesion(
     """Lesion target mask with the lesion scaled by ``factor`` about its centre.
 
     Paper: target masks for targeted segmentation attacks (ASMA, Ozbulak et al., MICCAI
-    2019) chosen to shrink the lesion (issue 7); the area scales by about ``factor^2``.
+    2019) chosen to shrink the lesion; the area scales by about ``factor^2``.
 
     Args:
         mask: binary class ids ``(B, H, W)`` (0 background, 1 lesion; 255 kept).

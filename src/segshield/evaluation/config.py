@@ -1,6 +1,6 @@
 """Evaluation settings: one dataclass, read from YAML (optional PyYAML), JSON or CLI flags.
 
-An evaluation crosses models x datasets x attacks x defences (SPEC §5). Attacks in
+An evaluation crosses models x datasets x attacks x defences (docs/ALGORITHMS.md §5). Attacks in
 ``attacks`` are computed once per (model, attack, sample) and reused by every defence;
 attacks in ``adaptive`` are run through each defence (``segshield.attacks.Defended``:
 BPDA or the smooth surrogate, EOT for randomised defences) and so are computed once per
@@ -25,7 +25,7 @@ _SPLITS = ("all", "train", "val", "test")
 
 @dataclass
 class EvalConfig:
-    """What to evaluate and how (SPEC §5 protocol).
+    """What to evaluate and how (docs/ALGORITHMS.md §5 protocol).
 
     Args:
         models: checkpoint paths for ``segshield.models.load`` (at least one).
@@ -52,7 +52,7 @@ class EvalConfig:
         examples: example panels kept per (model, dataset, attack, defence) for the
             report (>= 0). Default 2.
         glaucoma_threshold: CDR at or above which the glaucoma call is positive, in
-            (0, 1). Default 0.6 (SPEC §5).
+            (0, 1). Default 0.6 (docs/ALGORITHMS.md §5).
         downstream: add diagnosis columns (CDR error, flipped calls, lesion-area
             error) where the dataset's regions allow. Default ``True``.
         eot_samples: forward passes averaged by adaptive attacks on randomised

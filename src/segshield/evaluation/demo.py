@@ -296,12 +296,12 @@ def run_reproduce(
     """The FR paper's protocol on a real data set: train, ASMA to other masks, defend.
 
     Liu et al., MICCAI 2020: ASMA with another image's ground truth as target, FR and
-    the baselines, recovered scores; an adaptive attack is added (SPEC §4).
+    the baselines, recovered scores; an adaptive attack is added (docs/ALGORITHMS.md §4).
 
     Args:
         dataset: one of :data:`REPRODUCE_DATASETS` (``isic2017``, ``origa``,
             ``paddleseg``).
-        root: the data set's folder (layouts of SPEC §6).
+        root: the data set's folder (layouts of docs/ALGORITHMS.md §6).
         out_dir: folder for ``results/`` and ``report.html``.
         settings: sizes and specs (:class:`DemoSettings`; ``n_eval`` caps the
             evaluated validation images, ``n_train`` the training images).

@@ -1,4 +1,4 @@
-"""The evaluation harness: models x datasets x attacks x defences, per sample (SPEC §5).
+"""Evaluation harness: models x datasets x attacks x defences per sample (docs/ALGORITHMS.md §5).
 
 For every sample it measures the clean prediction, the defended clean prediction
 (benign loss), the attacked prediction against the ground truth and against the

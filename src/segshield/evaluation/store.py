@@ -233,7 +233,7 @@ class ResultStore:
                 NaN is stored as NULL).
             examples: ``(key, kind, png_bytes)`` image tiles for the report.
             table: ``"results"`` (segmentation rows) or ``"classifier"`` (classifier
-                rows of issue 7). Default ``"results"``.
+                rows). Default ``"results"``.
 
         Raises:
             ValueError: a row lacks a key column or has a badly named metric.

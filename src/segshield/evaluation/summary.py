@@ -1,7 +1,7 @@
 """Aggregate result rows into summary rows: mean, std, n and NaN count per metric.
 
 Rows are grouped by ``(model, dataset, attack, adaptive, defense)``. Each metric gets
-its mean over the non-NaN samples (SPEC §5: NaN scores, e.g. empty ground truth with a
+its mean over the non-NaN samples (docs/ALGORITHMS.md §5: NaN scores, e.g. empty ground truth with a
 non-empty prediction, are flagged and counted, never folded into a mean), the sample
 standard deviation (``std``, NaN with fewer than two values) and the count of NaN
 samples (``nan``). Values keep full precision; rounding happens only in renderers.

@@ -1,4 +1,4 @@
-"""Segmentation and image-quality metrics (SPEC §5)."""
+"""Segmentation and image-quality metrics (docs/ALGORITHMS.md §5)."""
 
 from segshield.metrics.quality import psnr, ssim
 from segshield.metrics.segmentation import (

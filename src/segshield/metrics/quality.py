@@ -1,4 +1,4 @@
-"""Image-quality metrics of defended images: PSNR and SSIM (SPEC §5), in torch.
+"""Image-quality metrics of defended images: PSNR and SSIM (docs/ALGORITHMS.md §5), in torch.
 
 SSIM follows Wang et al., "Image quality assessment: from error visibility to
 structural similarity", IEEE TIP 2004: an 11x11 Gaussian window (sigma 1.5),
@@ -35,7 +35,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     Args:
         x: images ``(B, C, H, W)``.
         y: reference images of the same shape.
-        data_range: peak value of the scale. Default 1.0 (SPEC §1); must be > 0.
+        data_range: peak value of the scale. Default 1.0 (docs/ALGORITHMS.md §1); must be > 0.
 
     Shape:
         x, y: ``(B, C, H, W)``; returns ``(B,)`` float64.

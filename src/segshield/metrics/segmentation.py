@@ -1,4 +1,4 @@
-"""Per-sample, per-class segmentation metrics with the empty-mask rules of SPEC §5.
+"""Per-sample, per-class segmentation metrics with the empty-mask rules of docs/ALGORITHMS.md §5.
 
 Rules (per sample and class): empty ground truth and empty prediction gives IoU = Dice
 = 1; empty ground truth with a non-empty prediction gives NaN (flagged, never silently
@@ -27,7 +27,7 @@ IGNORE_INDEX = 255
 
 
 def logits_to_mask(logits: torch.Tensor) -> torch.Tensor:
-    """Hard prediction from logits (SPEC §1).
+    """Hard prediction from logits (docs/ALGORITHMS.md §1).
 
     Args:
         logits: ``(B, K, H, W)``; K = 1 means sigmoid (foreground where logit > 0),
@@ -155,7 +155,7 @@ def pixel_accuracy(
 def region_mask(masks: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
     """Binary mask of the union of ``classes``, keeping the ignore index.
 
-    Used for fundus scores: disc = classes (1, 2), cup = (2,) (SPEC §1).
+    Used for fundus scores: disc = classes (1, 2), cup = (2,) (docs/ALGORITHMS.md §1).
     """
     out = torch.zeros_like(masks)
     for c in classes:

@@ -1,6 +1,6 @@
 """``SegmentationModel``: a network plus its normalisation, padding and configuration.
 
-Every model in segshield takes ``[0, 1]`` images (SPEC §1), normalises them inside
+Every model in segshield takes ``[0, 1]`` images (docs/ALGORITHMS.md §1), normalises them inside
 (``(x - mean) / std``, the FR paper's code uses mean = std = 0.5), pads them to the
 network's stride multiple, and returns logits ``(B, K, H, W)`` at the input resolution.
 """

@@ -4,7 +4,7 @@ The FR table of Liu et al. (MICCAI 2020) is "guided by fine-grained frequency
 refinement": high-frequency block-DCT coefficients carry most of an adversarial
 perturbation, low-mid ones the lesion boundaries. This module measures both for a given
 model and data set, for each of the 64 coefficients of the 8x8 block DCT on the 0..255
-scale (SPEC §2):
+scale (docs/ALGORITHMS.md §2):
 
 - energy: mean squared coefficient of the perturbations (adversarial minus clean) and of
   the clean images, per channel and pooled over channels, and their ratio;
@@ -145,8 +145,8 @@ def frequency_analysis(
     """Per-coefficient energy of perturbations vs clean images, and model sensitivity.
 
     Method of Liu et al. (MICCAI 2020), made a measurement: for each of the 64
-    coefficients ``(u, v)`` of the 8x8 block DCT (0..255 scale, SPEC §2) it reports the
-    mean energy of ``adversarial - images`` and of ``images``, and the Dice effect of
+    coefficients ``(u, v)`` of the 8x8 block DCT (0..255 scale, docs/ALGORITHMS.md §2) it reports
+    the mean energy of ``adversarial - images`` and of ``images``, and the Dice effect of
     quantising only that coefficient at ``step`` (all 64 variants are refined and scored
     in batches; step 0 elsewhere means untouched).
 

@@ -51,7 +51,7 @@ def _check_tables(tables: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def image_coefficients(images: torch.Tensor, pad: str = "edge") -> torch.Tensor:
-    """Block-DCT coefficients of images on the 0..255 scale (SPEC §2 steps 1-3).
+    """Block-DCT coefficients of images on the 0..255 scale (docs/ALGORITHMS.md §2 steps 1-3).
 
     Args:
         images: ``(B, C, H, W)`` float in ``[0, 1]``; or perturbations (any sign).

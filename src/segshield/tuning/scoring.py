@@ -1,8 +1,8 @@
-"""Batched per-sample Dice of a model on many image variants (SPEC §5).
+"""Batched per-sample Dice of a model on many image variants (docs/ALGORITHMS.md §5).
 
 The analysis and the search score the same masks against many refined versions of the
 same images; this module runs the model in chunks without gradients and returns one
-Dice per sample (mean over the foreground regions), NaN where SPEC §5 says so.
+Dice per sample (mean over the foreground regions), NaN where docs/ALGORITHMS.md §5 says so.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def adversarial_examples(
         attack: spec for :func:`segshield.attacks.get_attack` (e.g. ``"asma"``) or a
             callable ``attack(model, images, masks=, target_masks=)`` returning an object
             with ``.adversarial``.
-        targets: target rule for :func:`segshield.attacks.make_targets` (SPEC §4: the
+        targets: target rule for :func:`segshield.attacks.make_targets` (docs/ALGORITHMS.md §4: the
             ground truth of another image, ``"other-gt"``), or None for no targets.
         seed: seed of the target assignment. Default 0.
         batch_size: images per attack call, >= 1. Default 32.
