@@ -3,7 +3,9 @@
 Rules: no module in ``src/segshield`` over 500 lines; no function over 80 lines of code
 (docstrings, comments and blank lines excluded); no import cycle between the top-level
 units of the package (subpackages and top-level modules), counting imports inside
-functions. Prints each breach and exits 1 when there is one.
+functions; and each unit imports only the units :data:`ALLOWED` names for it (the table
+of docs/ARCHITECTURE.md) or the foundation modules. Prints each breach and exits 1 when
+there is one.
 
 Usage: ``python scripts/check_architecture.py [SRC_DIR]`` (default ``src``).
 """
@@ -17,6 +19,44 @@ from pathlib import Path
 
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
+
+#: Torch-free (but ``_checks``) modules every unit may import; they import only each other.
+FOUNDATION = frozenset(
+    {
+        "__init__",
+        "_version",
+        "_spec",
+        "_registry",
+        "_deprecation",
+        "_checks",
+        "choices",
+        "gradients",
+    }
+)
+#: Unit -> the other units it may import besides the foundation (docs/ARCHITECTURE.md).
+ALLOWED: dict[str, frozenset[str]] = {
+    "utils": frozenset(),
+    "metrics": frozenset(),
+    "plotting": frozenset({"utils"}),
+    "diagnosis": frozenset({"metrics"}),
+    "defenses": frozenset({"utils"}),
+    "models": frozenset({"utils"}),
+    "data": frozenset({"diagnosis", "metrics", "utils"}),
+    "attacks": frozenset({"defenses", "diagnosis", "metrics", "utils"}),
+    "training": frozenset({"data", "metrics", "models", "utils"}),
+    "tuning": frozenset({"attacks", "data", "defenses", "metrics", "models", "plotting", "utils"}),
+    "evaluation": frozenset(
+        {"attacks", "data", "defenses", "diagnosis", "metrics", "models", "plotting"}
+        | {"training", "utils"}
+    ),
+    "export": frozenset({"defenses", "models", "utils"}),
+    "integrations": frozenset({"defenses", "metrics", "models", "utils"}),
+    "classification": frozenset({"data", "evaluation", "models", "training"}),
+    "cli": frozenset(
+        {"attacks", "data", "defenses", "diagnosis", "evaluation", "export", "metrics"}
+        | {"models", "plotting", "training", "tuning", "utils"}
+    ),
+}
 
 
 def _unit(pkg: Path, path: Path) -> str:
@@ -72,9 +112,15 @@ def _imported_units(node: ast.AST, pkg: Path, path: Path) -> set[str]:
     return {n.split(".")[1] for n in names if n.startswith("segshield.")}
 
 
-def check(src: Path) -> list[str]:
-    """Return one message per breach of the rules (empty when the tree is clean)."""
+def check(src: Path, allowed: dict[str, frozenset[str]] | None = None) -> list[str]:
+    """Return one message per breach of the rules (empty when the tree is clean).
+
+    ``allowed`` replaces :data:`ALLOWED` (tests); ``None`` keeps it.
+    """
     pkg = src / "segshield"
+    allowed = ALLOWED if allowed is None else allowed
+    units = {p.name for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    units |= {p.stem for p in pkg.glob("*.py")}
     problems: list[str] = []
     edges: dict[str, set[str]] = defaultdict(set)
     for path in sorted(pkg.rglob("*.py")):
@@ -95,10 +141,24 @@ def check(src: Path) -> list[str]:
                         f"(at most {MAX_FUNCTION_LINES})"
                     )
             elif isinstance(node, ast.Import | ast.ImportFrom):
-                edges[unit].update(u for u in _imported_units(node, pkg, path) if u != unit)
+                found = {u if u in units else "__init__" for u in _imported_units(node, pkg, path)}
+                edges[unit].update(found - {unit})
     for a, b in sorted(_cycle_edges(edges)):
         problems.append(f"import cycle: segshield.{a} <-> segshield.{b}")
+    problems += _layer_breaches(edges, allowed)
     return problems
+
+
+def _layer_breaches(edges: dict[str, set[str]], allowed: dict[str, frozenset[str]]) -> list[str]:
+    out = []
+    for unit in sorted(edges):
+        may = FOUNDATION if unit in FOUNDATION else allowed.get(unit)
+        if may is None:
+            out.append(f"segshield.{unit}: not in the layer table (ALLOWED); add it")
+            continue
+        extra = edges[unit] - may - (set() if unit in FOUNDATION else FOUNDATION)
+        out += [f"segshield.{unit} imports segshield.{u} (not allowed)" for u in sorted(extra)]
+    return out
 
 
 def _cycle_edges(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
