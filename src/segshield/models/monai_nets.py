@@ -95,6 +95,35 @@ def _with_stride(net: nn.Module, stride: int) -> nn.Module:
     return net
 
 
+def _unet_like(
+    name: str,
+    cls_name: str,
+    in_channels: int,
+    num_classes: int,
+    channels: Any,
+    strides: Any,
+    kernel_size: Any,
+    up_kernel_size: Any,
+    dropout: Any,
+    **extra: Any,
+) -> nn.Module:
+    """Check the settings MONAI's UNet and AttentionUnet share and build ``cls_name``."""
+    channels, strides = _levels(name, channels, strides)
+    check_number(f"{name}: dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
+    net = getattr(require_monai(f"model {name!r}").networks.nets, cls_name)(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        channels=channels,
+        strides=strides,
+        kernel_size=_kernel(f"{name}: kernel_size", kernel_size),
+        up_kernel_size=_kernel(f"{name}: up_kernel_size", up_kernel_size),
+        dropout=float(dropout),
+        **extra,
+    )
+    return _with_stride(net, math.prod(strides))
+
+
 def monai_unet(
     in_channels: int,
     num_classes: int,
@@ -132,23 +161,21 @@ def monai_unet(
         >>> net.stride, net(torch.rand(1, 1, 16, 16)).shape  # doctest: +SKIP
         (4, torch.Size([1, 2, 16, 16]))
     """
-    channels, strides = _levels("monai-unet", channels, strides)
     check_number("monai-unet: num_res_units", num_res_units, low=0, integer=True)
     check_choice("monai-unet: norm", norm, ("instance", "batch"))
-    check_number("monai-unet: dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
-    net = require_monai("model 'monai-unet'").networks.nets.UNet(
-        spatial_dims=2,
-        in_channels=in_channels,
-        out_channels=num_classes,
-        channels=channels,
-        strides=strides,
-        kernel_size=_kernel("monai-unet: kernel_size", kernel_size),
-        up_kernel_size=_kernel("monai-unet: up_kernel_size", up_kernel_size),
+    return _unet_like(
+        "monai-unet",
+        "UNet",
+        in_channels,
+        num_classes,
+        channels,
+        strides,
+        kernel_size,
+        up_kernel_size,
+        dropout,
         num_res_units=int(num_res_units),
         norm=norm.upper(),
-        dropout=float(dropout),
     )
-    return _with_stride(net, math.prod(strides))
 
 
 def monai_segresnet(
@@ -219,13 +246,8 @@ def monai_attention_unet(
     """MONAI Attention U-Net, 2-D (Oktay et al., MIDL 2018, ``monai.networks.nets.AttentionUnet``).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output maps K.
-        channels: features per level, at least 2 levels. Default 16-32-64-128.
-        strides: down-sampling per level, one fewer than ``channels``. Default 2 each.
-        kernel_size: odd convolution size. Default 3.
-        up_kernel_size: odd up-sampling convolution size. Default 3.
-        dropout: dropout probability in [0, 1). Default 0.
+        in_channels, num_classes, channels, strides, kernel_size, up_kernel_size,
+            dropout: as :func:`monai_unet` (the same defaults).
 
     Returns:
         The MONAI network with ``stride`` = the product of ``strides``.
@@ -234,19 +256,17 @@ def monai_attention_unet(
         ImportError: MONAI is missing (the message names ``segshield[monai]``).
         TypeError, ValueError: a setting of the wrong type or range.
     """
-    channels, strides = _levels("monai-attention-unet", channels, strides)
-    check_number("monai-attention-unet: dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
-    net = require_monai("model 'monai-attention-unet'").networks.nets.AttentionUnet(
-        spatial_dims=2,
-        in_channels=in_channels,
-        out_channels=num_classes,
-        channels=channels,
-        strides=strides,
-        kernel_size=_kernel("monai-attention-unet: kernel_size", kernel_size),
-        up_kernel_size=_kernel("monai-attention-unet: up_kernel_size", up_kernel_size),
-        dropout=float(dropout),
+    return _unet_like(
+        "monai-attention-unet",
+        "AttentionUnet",
+        in_channels,
+        num_classes,
+        channels,
+        strides,
+        kernel_size,
+        up_kernel_size,
+        dropout,
     )
-    return _with_stride(net, math.prod(strides))
 
 
 #: registry name -> factory ``(in_channels, num_classes, **settings) -> nn.Module``
