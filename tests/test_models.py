@@ -19,8 +19,12 @@ TINY = {
 }
 
 
+#: the MONAI networks (extra segshield[monai]; tests/test_monai.py builds them)
+MONAI_NAMES = {"monai-unet", "monai-segresnet", "monai-attention-unet"}
+
+
 def test_registry_lists_all_names():
-    assert set(list_models()) == set(TINY)
+    assert set(list_models()) == set(TINY) | MONAI_NAMES
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -61,6 +65,41 @@ def test_spec_string_settings_and_override():
     m = build_model("unet:width=3,depth=2", depth=1)
     assert m.stride == 2
     assert parse_model_spec("small: width = 5 ") == ("small", {"width": 5})
+
+
+def test_parse_model_spec_types_and_checks_registered_names():
+    """Registered names: lower-cased, typed by the factory, unknown settings refused;
+    unknown names come back untyped for the caller to refuse."""
+    assert parse_model_spec(" UNet : width=1e1,depth=60/20") == ("unet", {"width": 10, "depth": 3})
+    with pytest.raises(ValueError, match="unet:width: expected an integer, got 'wide'"):
+        parse_model_spec("unet:width=wide")
+    with pytest.raises(TypeError, match="unknown setting.s. colour; valid settings: width"):
+        parse_model_spec("small:colour=red")
+    with pytest.raises(ValueError, match="'width' given twice"):
+        parse_model_spec("small:width=2,width=3")
+    assert parse_model_spec("segformer:layers=3,act=gelu") == (
+        "segformer",
+        {"layers": 3, "act": "gelu"},
+    )
+    with pytest.raises(TypeError, match="expected a name string"):
+        parse_model_spec(16)
+
+
+def test_monai_settings_parse_without_monai():
+    """Dash-separated list settings of the MONAI networks are typed by the registry
+    alone (MONAI is only imported to build the network)."""
+    assert parse_model_spec("monai-unet:channels=16-32-64-128,strides=2-2-1") == (
+        "monai-unet",
+        {"channels": (16, 32, 64, 128), "strides": (2, 2, 1)},
+    )
+    assert parse_model_spec("monai-segresnet:blocks_up=none") == (
+        "monai-segresnet",
+        {"blocks_up": None},
+    )
+    with pytest.raises(ValueError, match="channels: expected a dash-separated list of integers"):
+        parse_model_spec("monai-unet:channels=16-x")
+    with pytest.raises(ValueError, match="dash-separated"):
+        parse_model_spec("monai-unet:channels=16--32")
 
 
 def test_bad_name_lists_valid_choices():

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from segshield._registry import Registry, signature_params, split
-from segshield._spec import annotation_types, format_value, parse_typed, parse_value
+from segshield._spec import (
+    annotation_types,
+    format_value,
+    parse_list,
+    parse_typed,
+    parse_value,
+    sequence_item_types,
+)
 from segshield.attacks import FGSM, PGD, Defended, get_attack, list_attacks, register_attack
 from segshield.attacks.registry import ATTACKS, REGISTRY
 from segshield.defenses import get_defense, list_defenses
@@ -87,6 +94,61 @@ def test_format_value_round_trips(value):
     assert parse_value(format_value(value)) == value
 
 
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        ("tuple[int, ...]", ((int,), False)),
+        ("tuple[int, ...] | None", ((int,), True)),
+        ("Sequence[float]", ((float,), False)),
+        ("list[str]", ((str,), False)),
+        (tuple[int, ...], ((int,), False)),
+        (tuple[float, ...] | None, ((float,), True)),
+        ("tuple[int, int]", None),
+        ("tuple[int]", None),
+        ("list[None]", None),
+        ("int", None),
+        ("dict[str, int]", None),
+        (tuple[int, int], None),
+        (int | None, None),
+        (inspect.Parameter.empty, None),
+    ],
+)
+def test_sequence_item_types(annotation, expected):
+    assert sequence_item_types(annotation) == expected
+
+
+def test_parse_list_reads_dash_separated_items():
+    assert parse_list("16-32-64-128", (int,)) == (16, 32, 64, 128)
+    assert parse_list(" 8 ", (int,)) == (8,)
+    assert parse_list("0.5-1/4", (float,)) == (0.5, 0.25)
+    for bad in ("16--32", "16-", "-16", "16-x", "16-2.5"):
+        with pytest.raises(ValueError, match="expected a dash-separated list of integers"):
+            parse_list(bad, (int,))
+
+
+@pytest.mark.parametrize("value", [(16, 32, 64), (0.5, 0.25), (True, False), (7,)])
+def test_format_value_round_trips_lists(value):
+    assert parse_list(format_value(value), (type(value[0]),)) == value
+
+
+def _net(channels: tuple[int, ...] = (8, 16), strides: tuple[int, ...] | None = None):
+    """A net with list settings."""
+    return channels, strides
+
+
+def test_registry_list_parameters():
+    r = Registry("net")
+    r.register("net", _net)
+    params = r.entry("net").params
+    assert params["channels"].type_name == "list[int]" and params["channels"].items == (int,)
+    assert r.build("net:channels=4-8-16,strides=2-1") == ((4, 8, 16), (2, 1))
+    assert r.build("net:strides=none") == ((8, 16), None)
+    assert r.parse(r.spec("net", {"channels": (3, 5)})) == ("net", {"channels": (3, 5)})
+    with pytest.raises(ValueError, match="net:channels: expected a dash-separated list"):
+        r.build("net:channels=4-wide")
+    assert r.describe()[0]["params"]["channels"]["type"] == "list[int]"
+
+
 # ------------------------------------------------------------------ Registry
 
 
@@ -160,6 +222,22 @@ def test_registry_serves_a_model_registry():
     assert net(torch.rand(1, 1, 8, 8)).shape == (1, 2, 8, 8)
     with pytest.raises(TypeError, match="unknown setting.*valid settings: width, depth"):
         models.build("unet:colour=1", 1, 2)
+
+
+def test_model_registry_is_a_spec_registry():
+    """segshield.models.registry.REGISTRY holds both tasks with the model settings."""
+    from segshield.models.registry import CLASSIFIERS, MODELS
+    from segshield.models.registry import REGISTRY as MODEL_REGISTRY
+
+    assert MODEL_REGISTRY.names() == [*MODELS, *CLASSIFIERS]
+    assert (MODEL_REGISTRY.kind, MODEL_REGISTRY.noun) == ("model", "setting")
+    assert MODEL_REGISTRY.skip == ("in_channels", "num_classes")
+    assert list(MODEL_REGISTRY.entry("cnn").params) == ["width", "depth"]
+    assert MODEL_REGISTRY.entry("monai-unet").params["channels"].items == (int,)
+    with pytest.raises(TypeError, match="valid settings: width"):
+        MODEL_REGISTRY.parse("small:depth=2")
+    with pytest.raises(TypeError):
+        MODELS["x"] = MODELS["unet"]  # type: ignore[index]
 
 
 def test_factories_view_is_live_and_read_only(reg):

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from segshield._spec import annotation_types, format_value, parse_typed, split_spec
+from segshield._spec import (
+    annotation_types,
+    format_value,
+    parse_list,
+    parse_typed,
+    sequence_item_types,
+    split_spec,
+)
 
 __all__ = ["Registry", "Entry", "Param", "signature_params", "split"]
 
@@ -35,12 +42,17 @@ class Param:
             None when undeclared (then values follow the untyped grammar).
         default: the default, or ``inspect.Parameter.empty`` when required.
         help: one line for listings ("" when none was given).
+        items: for a sequence parameter (``tuple[int, ...]``, ``Sequence[int]``;
+            :func:`segshield._spec.sequence_item_types`), the item types: its value is a
+            dash-separated list (``16-32-64``); ``kinds`` is then ``(tuple,)``, or
+            ``(tuple, NoneType)`` when None is allowed. None for other parameters.
     """
 
     name: str
     kinds: tuple[type, ...] | None
     default: Any
     help: str = ""
+    items: tuple[type, ...] | None = None
 
     @property
     def required(self) -> bool:
@@ -49,13 +61,34 @@ class Param:
 
     @property
     def type_name(self) -> str:
-        """The first declared type other than None (``"float"`` for ``float | None``)."""
+        """The first declared type other than None (``"float"`` for ``float | None``,
+        ``"list[int]"`` for ``tuple[int, ...]``)."""
+        if self.items is not None:
+            return f"list[{self.items[0].__name__}]"
         named = [k for k in self.kinds or () if k is not _NONE]
         return named[0].__name__ if named else "any"
 
     def parse(self, text: str) -> Any:
         """Read the value text as this parameter's type (ValueError says what was expected)."""
-        return parse_typed(text, self.kinds)
+        if self.items is None:
+            return parse_typed(text, self.kinds)
+        if _NONE in (self.kinds or ()) and text.strip().lower() == "none":
+            return None
+        return parse_list(text, self.items)
+
+    @classmethod
+    def from_annotation(cls, name: str, annotation: Any, default: Any, help: str = "") -> Param:
+        """The parameter ``name`` declared with ``annotation`` (a type or its text).
+
+        Example:
+            >>> Param.from_annotation("channels", "tuple[int, ...]", (8, 16)).parse("4-8")
+            (4, 8)
+        """
+        seq = sequence_item_types(annotation)
+        if seq is None:
+            return cls(name, annotation_types(annotation), default, help)
+        items, optional = seq
+        return cls(name, (tuple, _NONE) if optional else (tuple,), default, help, items)
 
 
 @dataclass(frozen=True)
@@ -100,7 +133,7 @@ def signature_params(
     for p in inspect.signature(factory).parameters.values():
         if p.name in skip or p.name == "self" or p.kind in _SKIPPED_KINDS:
             continue
-        out[p.name] = Param(p.name, annotation_types(p.annotation), p.default, help.pop(p.name, ""))
+        out[p.name] = Param.from_annotation(p.name, p.annotation, p.default, help.pop(p.name, ""))
     if help:
         raise ValueError(
             f"help: {', '.join(sorted(help))} not parameters of {factory.__name__}; "

@@ -5,12 +5,16 @@ One grammar serves every registry (defences, attacks, models; see
 (``true``/``false``), ``none``, an integer, a float (``1e-7``, ``inf``), a fraction
 ``a/b`` (``8/255``), else the text itself. Where a parameter's annotation names its type
 (:func:`annotation_types`), :func:`parse_typed` reads the text as that type and says what
-was expected otherwise. Never ``eval``.
+was expected otherwise. A parameter annotated as a sequence (``tuple[int, ...]``,
+``Sequence[int]``, ``list[int]``; :func:`sequence_item_types`) takes a dash-separated
+list, ``channels=16-32-64-128`` (:func:`parse_list`). Never ``eval``.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -22,7 +26,13 @@ __all__ = [
     "parse_typed",
     "annotation_types",
     "format_value",
+    "sequence_item_types",
+    "parse_list",
+    "LIST_SEPARATOR",
 ]
+
+#: separator of the items of a list value (``channels=16-32-64``)
+LIST_SEPARATOR = "-"
 
 _NONE = type(None)
 #: annotation names understood without evaluating them
@@ -34,6 +44,13 @@ _TYPE_NAMES: dict[str, type] = {
     "None": _NONE,
     "NoneType": _NONE,
 }
+#: a sequence annotation written as text: ``tuple[int, ...]``, ``Sequence[int]``, ``list[int]``
+_SEQUENCE_TEXT = re.compile(
+    r"^(?:(?P<tuple>tuple|typing\.Tuple|Tuple)\[\s*(?P<titem>\w+)\s*,\s*\.\.\.\s*\]"
+    r"|(?:list|List|typing\.List|Sequence|typing\.Sequence|collections\.abc\.Sequence)"
+    r"\[\s*(?P<item>\w+)\s*\])$"
+)
+_SEQUENCE_ORIGINS = (tuple, list, collections.abc.Sequence)
 #: spellings of a boolean where the parameter is declared ``bool``
 _BOOL_WORDS = {
     "true": True,
@@ -200,20 +217,107 @@ def format_value(value: Any) -> str:
     """Write a value so that :func:`parse_typed` reads it back unchanged.
 
     Args:
-        value: bool, None, int, float or text.
+        value: bool, None, int, float, text, or a tuple/list of them.
 
     Returns:
         ``true``/``false``, ``none``, the shortest exact float (``30``, ``0.1``,
-        ``0.03137254901960784``), or ``str(value)``.
+        ``0.03137254901960784``), a dash-separated list (``16-32-64``, read back by
+        :func:`parse_list`), or ``str(value)``.
 
     Example:
-        >>> [format_value(v) for v in (True, None, 30.0, 8 / 255, "zero")]
-        ['true', 'none', '30', '0.03137254901960784', 'zero']
+        >>> [format_value(v) for v in (True, None, 30.0, 8 / 255, "zero", (16, 32))]
+        ['true', 'none', '30', '0.03137254901960784', 'zero', '16-32']
     """
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "none"
+    if isinstance(value, (tuple, list)):
+        return LIST_SEPARATOR.join(format_value(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}" if float(f"{value:g}") == value else repr(value)
     return str(value)
+
+
+def _sequence_items(annotation: Any) -> tuple[type, ...] | None:
+    """The item types of one sequence annotation (text or typing object), or None."""
+    if isinstance(annotation, str):
+        match = _SEQUENCE_TEXT.match(annotation.strip())
+        item = match and (match.group("titem") or match.group("item"))
+        kind = _TYPE_NAMES.get(item or "")
+        return None if kind in (None, _NONE) else (kind,)
+    if typing.get_origin(annotation) not in _SEQUENCE_ORIGINS:
+        return None
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        if len(args) != 2 or args[1] is not Ellipsis:
+            return None
+        args = args[:1]
+    if len(args) == 1 and args[0] in _TYPE_NAMES.values() and args[0] is not _NONE:
+        return (args[0],)
+    return None
+
+
+def sequence_item_types(annotation: Any) -> tuple[tuple[type, ...], bool] | None:
+    """The item types of a sequence annotation, read without evaluating it.
+
+    Understands ``tuple[T, ...]``, ``list[T]`` and ``Sequence[T]`` for ``T`` one of
+    ``int``, ``float``, ``bool``, ``str``, optionally ``| None``, as types or as the
+    strings of ``from __future__ import annotations``.
+
+    Args:
+        annotation: ``inspect.Parameter.annotation``.
+
+    Returns:
+        ``(item types, whether None is allowed)``, or None when the annotation is no
+        such sequence.
+
+    Example:
+        >>> sequence_item_types("tuple[int, ...] | None"), sequence_item_types("int")
+        (((<class 'int'>,), True), None)
+    """
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):
+        parts = [p.strip() for p in annotation.split("|")]
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        parts = list(typing.get_args(annotation))
+    else:
+        parts = [annotation]
+    optional = any(p in ("None", "NoneType", _NONE, None) for p in parts)
+    rest = [p for p in parts if p not in ("None", "NoneType", _NONE, None)]
+    items = _sequence_items(rest[0]) if len(rest) == 1 else None
+    return None if items is None else (items, optional)
+
+
+def parse_list(text: str, items: tuple[type, ...]) -> tuple[Any, ...]:
+    """Read a dash-separated list value (``16-32-64-128``), each item typed by ``items``.
+
+    Items are separated by :data:`LIST_SEPARATOR` (``-``), so an item cannot be negative
+    or written with a negative exponent (``1e-3``).
+
+    Args:
+        text: the value text.
+        items: the allowed item types (:func:`parse_typed`).
+
+    Returns:
+        The items as a tuple.
+
+    Raises:
+        ValueError: an empty item, or an item not of the declared type; the message
+            says what was expected (``"expected a dash-separated list of integers such
+            as 16-32-64"``).
+
+    Example:
+        >>> parse_list("16-32-64", (int,)), parse_list("0.5", (float,))
+        ((16, 32, 64), (0.5,))
+    """
+    noun = {int: "integers", float: "numbers", bool: "true/false values"}.get(items[0], "items")
+    expected = f"expected a dash-separated list of {noun} such as 16-32-64"
+    parts = [p.strip() for p in text.strip().split(LIST_SEPARATOR)]
+    if not all(parts):
+        raise ValueError(expected)
+    try:
+        return tuple(parse_typed(p, items) for p in parts)
+    except ValueError:
+        raise ValueError(expected) from None

@@ -1,24 +1,30 @@
 """Model registry: names to network factories, each entry under its task.
 
 Segmentation (``task="segment"``): ``unet``, ``resnet_fcn`` (ResNet-50, the FR paper's
-model, Liu et al. MICCAI 2020), ``resnet18_fcn``, ``resnet34_fcn`` and ``small``; they
-build a :class:`SegmentationModel`. Classification (``task="classify"``): ``cnn``; it
-builds a :class:`~segshield.models.classifier.Classifier`. A name may carry
-architecture settings as ``NAME:key=value,key=value`` (e.g. ``unet:width=16,depth=4``).
+model, Liu et al. MICCAI 2020), ``resnet18_fcn``, ``resnet34_fcn``, ``small``, and the
+MONAI networks ``monai-unet``, ``monai-segresnet``, ``monai-attention-unet`` (extra
+``segshield[monai]``, :mod:`segshield.models.monai_nets`); they build a
+:class:`SegmentationModel`. Classification (``task="classify"``): ``cnn``; it builds a
+:class:`~segshield.models.classifier.Classifier`. Both tasks share one
+:class:`segshield._registry.Registry`: a name may carry architecture settings as
+``NAME:key=value,key=value`` (e.g. ``unet:width=16,depth=4``,
+``monai-unet:channels=16-32-64``), typed by the factory's annotations.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
 from segshield._checks import check_choice, check_number
-from segshield._spec import parse_value, split_spec
+from segshield._registry import Registry, split
+from segshield._spec import parse_value
 from segshield.models.base import NormalizedModel, SegmentationModel
 from segshield.models.classifier import CLASSIFY, CNN, Classifier
+from segshield.models.monai_nets import MONAI_FACTORIES
 from segshield.models.resnet_fcn import ResNetFCN
 from segshield.models.small import SmallSegNet
 from segshield.models.unet import UNet
@@ -29,6 +35,7 @@ __all__ = [
     "model_task",
     "parse_model_spec",
     "MODELS",
+    "REGISTRY",
     "CLASSIFIERS",
     "TASKS",
     "SEGMENT",
@@ -72,22 +79,44 @@ def _cnn(in_channels: int, num_classes: int, width: int = 16, depth: int = 3) ->
     return CNN(in_channels, num_classes, width=width, depth=depth)
 
 
-#: segmentation name -> factory ``(in_channels, num_classes, **arch_kwargs) -> nn.Module``
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet": _unet,
-    "resnet_fcn": _fcn(50),
-    "resnet18_fcn": _fcn(18),
-    "resnet34_fcn": _fcn(34),
-    "small": _small,
+#: the model registry: every name of both tasks, its settings read from the factory's
+#: signature (``in_channels`` and ``num_classes`` are given by :func:`build_model`)
+REGISTRY: Registry[nn.Module] = Registry(
+    "model",
+    noun="setting",
+    key_error=TypeError,
+    skip=("in_channels", "num_classes"),
+    example="unet:width=16,depth=4",
+)
+_FACTORIES: dict[str, dict[str, Callable[..., nn.Module]]] = {SEGMENT: {}, CLASSIFY: {}}
+#: segmentation name -> factory ``(in_channels, num_classes, **settings) -> nn.Module``
+#: (a read-only live view of the registry's segmentation entries)
+MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(_FACTORIES[SEGMENT])
+#: classifier name -> factory ``(in_channels, num_classes, **settings) -> nn.Module``
+CLASSIFIERS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(_FACTORIES[CLASSIFY])
+#: task -> (the model class wrapping its networks, default K)
+_WRAPPERS: dict[str, tuple[type[NormalizedModel], int]] = {
+    SEGMENT: (SegmentationModel, 1),
+    CLASSIFY: (Classifier, 2),
 }
-#: classifier name -> factory ``(in_channels, num_classes, **arch_kwargs) -> nn.Module``
-CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {"cnn": _cnn}
 
-#: task -> (its factories, the model class wrapping them, default K)
-_TASKS: dict[str, tuple[dict[str, Callable[..., nn.Module]], type[NormalizedModel], int]] = {
-    SEGMENT: (MODELS, SegmentationModel, 1),
-    CLASSIFY: (CLASSIFIERS, Classifier, 2),
-}
+
+def _register(name: str, factory: Callable[..., nn.Module], task: str = SEGMENT) -> None:
+    """Add a network factory ``(in_channels, num_classes, **settings)`` under ``task``."""
+    REGISTRY.register(name, factory)
+    _FACTORIES[task][name] = factory
+
+
+for _name, _factory in (
+    ("unet", _unet),
+    ("resnet_fcn", _fcn(50)),
+    ("resnet18_fcn", _fcn(18)),
+    ("resnet34_fcn", _fcn(34)),
+    ("small", _small),
+    *MONAI_FACTORIES.items(),
+):
+    _register(_name, _factory)
+_register("cnn", _cnn, CLASSIFY)
 
 
 def list_models(task: str = SEGMENT) -> list[str]:
@@ -104,7 +133,7 @@ def list_models(task: str = SEGMENT) -> list[str]:
         (True, ['cnn'])
     """
     check_choice("task", task, TASKS)
-    return list(_TASKS[task][0])
+    return list(_FACTORIES[task])
 
 
 def model_task(name: str) -> str:
@@ -114,47 +143,41 @@ def model_task(name: str) -> str:
         >>> model_task("cnn:width=8"), model_task("unet")
         ('classify', 'segment')
     """
-    base, _ = parse_model_spec(name)
+    base, _ = split(name, "model", REGISTRY.example)
     return CLASSIFY if base in CLASSIFIERS else SEGMENT
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``"NAME:key=value,key=value"`` into the name and typed settings (never eval).
 
+    The name is lower-cased. For a registered name the settings are read by the
+    registry: typed by the factory's annotations (``unet:width=16`` an int,
+    ``monai-unet:channels=16-32-64`` a tuple) and checked against its settings. An
+    unknown name is returned with its settings read by the untyped grammar
+    (:func:`segshield._spec.parse_value`), for the caller to refuse with its own list
+    of valid names (:func:`build_model` does).
+
     Raises:
-        ValueError: a setting is not ``key=value``.
+        TypeError: ``spec`` is not a string, or an unknown setting of a registered
+            name (the message lists the valid ones).
+        ValueError: a setting is not ``key=value``, is given twice, or is not of its
+            type.
 
     Example:
-        >>> parse_model_spec("unet:width=16,depth=3")
+        >>> parse_model_spec("UNet:width=16,depth=3")
         ('unet', {'width': 16, 'depth': 3})
     """
     if not isinstance(spec, str):
         raise TypeError(f"model: expected a name string, got {type(spec).__name__}")
-    name, pairs = split_spec(
-        spec,
-        lambda part: (
-            f"model: expected settings as key=value after the name, got {part!r} in "
-            f"{spec!r}; e.g. 'unet:width=16,depth=4'"
-        ),
-    )
+    name, pairs = split(spec, "model", REGISTRY.example)
+    if name in REGISTRY:
+        return REGISTRY.parse(spec)
     return name, {key: parse_value(value) for key, value in pairs}
 
 
-def check_arch_kwargs(base: str, factory: Any, kwargs: dict[str, Any]) -> None:
-    """Check architecture settings against the factory's keyword parameters.
-
-    Raises:
-        TypeError: an unknown setting; the message lists the valid ones.
-    """
-    valid = [
-        p for p in inspect.signature(factory).parameters if p not in ("in_channels", "num_classes")
-    ]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"model {base!r}: unknown setting(s) {', '.join(unknown)}; "
-            f"valid settings: {', '.join(valid)}"
-        )
+def _as_json(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as the checkpoint's JSON holds them: sequences as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 
 def build_model(
@@ -184,7 +207,8 @@ def build_model(
             ``class1..``) for segmentation, ``class0, class1, ...`` for classifiers.
         **arch_kwargs: architecture settings: ``unet``: ``width`` (16), ``depth`` (4);
             ``resnet*_fcn``: ``width`` (64), ``decoder_width`` (32); ``small``:
-            ``width`` (16); ``cnn``: ``width`` (16), ``depth`` (3).
+            ``width`` (16); ``cnn``: ``width`` (16), ``depth`` (3); the MONAI networks
+            (extra ``segshield[monai]``): see :mod:`segshield.models.monai_nets`.
 
     Returns:
         A :class:`SegmentationModel` (or, for classifiers, a
@@ -195,6 +219,8 @@ def build_model(
         ValueError: unknown task or name (the message lists the valid ones), a setting
             out of range, or wrong number of class names.
         TypeError: unknown architecture setting (the message lists the valid ones).
+        ImportError: a MONAI network without MONAI installed (the message names the
+            extra ``segshield[monai]``).
 
     Example:
         >>> import torch
@@ -207,14 +233,14 @@ def build_model(
     base, spec_kwargs = parse_model_spec(name)
     task = model_task(base) if task is None else task
     check_choice("task", task, TASKS)
-    factories, wrapper, default_k = _TASKS[task]
-    check_choice("model", base, factories)
+    wrapper, default_k = _WRAPPERS[task]
+    check_choice("model", base, _FACTORIES[task])
     num_classes = default_k if num_classes is None else num_classes
     check_number("num_classes", num_classes, low=1, integer=True)
     check_number("in_channels", in_channels, low=1, integer=True)
     kwargs = {**spec_kwargs, **arch_kwargs}
-    factory = factories[base]
-    check_arch_kwargs(base, factory, kwargs)
+    REGISTRY.check_keys(base, kwargs)
+    factory = _FACTORIES[task][base]
     k = max(int(num_classes), 2)
     names = list(class_names) if class_names is not None else wrapper.default_class_names(k)
     if len(names) != k:
@@ -229,6 +255,6 @@ def build_model(
         in_channels=int(in_channels),
         mean=mean,
         std=std,
-        config={"architecture": base, "arch_kwargs": kwargs, "class_names": names},
+        config={"architecture": base, "arch_kwargs": _as_json(kwargs), "class_names": names},
         **extra,
     )
