@@ -356,8 +356,7 @@ def write_png(path: str | Path, arr: np.ndarray) -> None:
         im = Image.fromarray(arr)
     else:
         raise ValueError(
-            f"{path}: expected uint8 or uint16 pixels (or bool grey), got {arr.dtype} "
-            f"{arr.shape}"
+            f"{path}: expected uint8 or uint16 pixels (or bool grey), got {arr.dtype} {arr.shape}"
         )
     buf = io.BytesIO()
     im.save(buf, format="PNG")
