@@ -311,9 +311,6 @@ def test_kill_9_then_rerun_completes_without_temp_files(tmp_path):
     src.mkdir()
     for i in range(40):
         Image.fromarray(rng_image((96, 96, 3), seed=i)).save(src / f"{i:02d}.png")
-    stale = tmp_path / "o" / f".00.png.segshield-{dead_pid()}.abcdefgh.tmp"
-    stale.parent.mkdir()
-    stale.write_bytes(b"half")  # as a kill during a write leaves it
     out = tmp_path / "o"
     cmd = [
         sys.executable,
@@ -323,7 +320,6 @@ def test_kill_9_then_rerun_completes_without_temp_files(tmp_path):
         str(src),
         "-o",
         str(out),
-        "--overwrite",
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(segshield.__file__).parents[1])}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -332,6 +328,8 @@ def test_kill_9_then_rerun_completes_without_temp_files(tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    stale = out / f".00.png.segshield-{dead_pid()}.abcdefgh.tmp"
+    stale.write_bytes(b"half")  # as a kill during a write leaves it (if this kill did not)
     assert main(["defend", str(src), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == [f"{i:02d}.png" for i in range(40)]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
