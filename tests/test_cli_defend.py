@@ -344,3 +344,12 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_a_link_to_an_image_outside_the_folder_is_defended(tmp_path):
+    (tmp_path / "in").mkdir()
+    target = one_image(tmp_path, "outside.png")
+    os.symlink(target, tmp_path / "in" / "link.png")
+    out = tmp_path / "o"
+    assert main(["defend", str(tmp_path / "in"), "-o", str(out), "--defense", "none"]) == 0
+    np.testing.assert_array_equal(read_image(out / "link.png"), read_image(target))

@@ -44,6 +44,9 @@ class Defense(torch.nn.Module):
         spec_keys: spec-string key -> attribute holding that setting, in spec order.
         gradient: this instance's policy: ``"exact"`` (differentiable), ``"bpda"``
             (forward = defence, backward = identity) or ``"smooth"`` (surrogate).
+        tile_block: :meth:`forward_numpy` may cut large images into strips of multiples
+            of this many rows (8 for the block-DCT defences, 1 for pixelwise and local
+            ones, whose :meth:`tile_halo` gives the rows read beyond a strip); 0: never.
 
     Shape:
         - Input: ``(B, C, H, W)`` float in ``[0, 1]``, or a numpy ``(H, W)`` /
