@@ -353,3 +353,11 @@ def test_a_link_to_an_image_outside_the_folder_is_defended(tmp_path):
     out = tmp_path / "o"
     assert main(["defend", str(tmp_path / "in"), "-o", str(out), "--defense", "none"]) == 0
     np.testing.assert_array_equal(read_image(out / "link.png"), read_image(target))
+
+
+def test_plan_outputs_moved_with_a_deprecation_alias():
+    import segshield.cli.defend as cli_defend
+    from segshield.defenses.files import plan_outputs
+
+    with pytest.warns(DeprecationWarning, match="use segshield.defenses.files.plan_outputs"):
+        assert cli_defend.plan_outputs is plan_outputs
