@@ -1,16 +1,23 @@
 """``segshield defend``: apply a defence to image files and folders.
 
-Reads PNG, JPEG, BMP and TIFF (8- and 16-bit; grey, RGB, RGBA), applies the defence
-named by ``--defense`` (a registry spec such as ``fr:pd=30,ac=5,gd=60``) and writes
-lossless PNG with the same bit depth and channel count.
+Reads PNG, JPEG, BMP and TIFF (1-, 8- and 16-bit; grey, grey+alpha, RGB, RGBA; one
+page), applies the defence named by ``--defense`` (a registry spec such as
+``fr:pd=30,ac=5,gd=60``) and writes lossless PNG with the same bit depth and channels.
+Alpha is copied untouched; a 1-bit image is defended as grey and written 1-bit again
+(white where the defended grey is >= 128); a JPEG's EXIF orientation is applied, so
+the output stands upright as viewers show the input.
 
 Output layout: a file input ``a/b.jpg`` becomes ``OUTDIR/b.png``; a folder input ``D``
 keeps its structure, ``D/x/y.bmp`` becoming ``OUTDIR/x/y.png``. The command refuses
 (before any work) when two inputs map to the same output, when an output would be an
 input, or when OUTDIR lies inside an input folder (a later run would read the outputs
-back). Existing outputs are skipped (so an interrupted run can be resumed) unless
-``--overwrite`` is given. A file that cannot be read or written is named in an error,
-the others are still processed, and the exit code is 1 at the end.
+back), and when OUTDIR cannot be created or written. OUTDIR/segshield-defend.json
+records the defence; a run with another ``--defense`` into the same folder is refused.
+Existing outputs of the same defence are skipped (so an interrupted run can be resumed)
+unless ``--overwrite`` is given; temporary files a killed run left are removed. A file
+that cannot be read or written (a corrupt or multi-page image, a dangling symbolic link,
+a folder named like an image) is named in an error, the others are still processed,
+and the exit code is 1 at the end.
 """
 
 from __future__ import annotations
@@ -19,11 +26,23 @@ import argparse
 import logging
 from pathlib import Path
 
+from segshield._deprecation import moved_names
 from segshield.cli import _common as common
 
-__all__ = ["add_parser", "validate", "run", "plan_outputs"]
+__all__ = ["add_parser", "validate", "run"]
 
 log = logging.getLogger("segshield.defend")
+
+
+def _plan_outputs():
+    from segshield.defenses.files import plan_outputs
+
+    return plan_outputs
+
+
+__getattr__ = moved_names(
+    __name__, {"plan_outputs": ("segshield.defenses.files.plan_outputs", _plan_outputs)}
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,65 +69,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def plan_outputs(inputs: list[str | Path], outdir: str | Path) -> list[tuple[Path, Path]]:
-    """Map every input image to its output PNG path (see the module docstring).
-
-    Args:
-        inputs: files and folders.
-        outdir: output folder.
-
-    Returns:
-        ``(source, destination)`` pairs in input order, folders expanded (sorted).
-
-    Raises:
-        FileNotFoundError: an input does not exist.
-        ValueError: OUTDIR inside an input folder, an output equal to an input, or two
-            inputs mapping to one output.
-    """
-    from segshield.utils.imageio import list_images
-
-    out_root = Path(outdir).resolve()
-    pairs: list[tuple[Path, Path]] = []
-    for item in map(Path, inputs):
-        if not item.exists():
-            raise FileNotFoundError(f"INPUT {item}: no such file or folder; check the path")
-        if item.is_dir():
-            root = item.resolve()
-            if out_root == root or root in out_root.parents:
-                raise ValueError(
-                    f"--output {outdir}: lies inside the input folder {item}; a later run "
-                    "would read the outputs back as inputs. Choose a folder outside it"
-                )
-            for src in list_images([item]):
-                rel = src.resolve().relative_to(root)
-                pairs.append((src, out_root / rel.with_suffix(".png")))
-        else:
-            pairs.append((item, out_root / (item.stem + ".png")))
-    sources = {s.resolve(): s for s, _ in pairs}
-    seen: dict[Path, Path] = {}
-    for src, dst in pairs:
-        if dst in sources:
-            raise ValueError(
-                f"--output {outdir}: output {dst} would overwrite the input {sources[dst]}; "
-                "choose another output folder"
-            )
-        if dst in seen:
-            raise ValueError(
-                f"INPUT: {seen[dst]} and {src} would both be written to {dst}; "
-                "rename one or defend them into different folders"
-            )
-        seen[dst] = src
-    return pairs
-
-
 def validate(args: argparse.Namespace) -> None:
     """Check every argument before any work; stores the defence and the plan on ``args``.
 
     Raises:
-        ValueError: bad defence spec, bad device, or an unsafe output layout.
+        ValueError: bad defence spec, bad device, an unsafe output layout, or an output
+            folder that holds another defence's images or cannot be written.
         FileNotFoundError: a missing input or FR table file.
     """
     from segshield.defenses import get_defense
+    from segshield.defenses.files import plan_outputs, prepare_output_folder
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -118,46 +88,32 @@ def validate(args: argparse.Namespace) -> None:
         args.defense_obj = get_defense(args.defense)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--defense: {exc}") from None
-    args.plan = plan_outputs(args.inputs, out)
+    args.plan_problems = []
+    args.plan = plan_outputs(args.inputs, out, args.plan_problems)
     if not args.plan:
-        raise ValueError(f"INPUT: no images found in {', '.join(args.inputs)}")
-
-
-def _defend_file(defense, src: Path, dst: Path, device) -> None:
-    from segshield.utils.imageio import read_image, write_png
-
-    write_png(dst, defense.forward_numpy(read_image(src), device))
+        found = f" ({'; '.join(args.plan_problems)})" if args.plan_problems else ""
+        raise ValueError(f"INPUT: no images found in {', '.join(args.inputs)}{found}")
+    prepare_output_folder(
+        out, args.defense_obj.spec(), [dst for _, dst in args.plan], overwrite=args.overwrite
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Defend every planned file; 0 when all succeeded, 1 when any failed."""
-    from segshield.utils.imageio import ImageReadError
-    from segshield.utils.progress import progress
+    from segshield.defenses.files import defend_files
 
     if not hasattr(args, "plan"):
         validate(args)
     defense = args.defense_obj.to(args.device_obj)
-    inputs = {s.resolve() for s, _ in args.plan}
-    done = skipped = 0
-    failed: list[str] = []
     log.info("defending %d images with %s", len(args.plan), defense.spec())
-    for src, dst in progress(args.plan, desc="defend", unit="img"):
-        if dst.resolve() in inputs:  # re-checked at write time: never overwrite an input
-            failed.append(f"{src}: output {dst} is an input")
-            continue
-        if dst.exists() and not args.overwrite:
-            log.info("%s: exists, skipped (use --overwrite to rewrite)", dst)
-            skipped += 1
-            continue
-        try:
-            _defend_file(defense, src, dst, args.device_obj)
-            done += 1
-        except (ImageReadError, ValueError, OSError) as exc:
-            msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
-            log.error("%s", msg)
-            failed.append(msg)
+    summary = defend_files(
+        defense, args.plan, args.output, overwrite=args.overwrite, device=args.device_obj
+    )
+    for problem in args.plan_problems:
+        log.error("%s", problem)
+    failed = args.plan_problems + summary.failed
     print(
-        f"defended {done} image(s) with {defense.spec()} into {args.output}"
-        f"; skipped {skipped} existing; failed {len(failed)}"
+        f"defended {summary.done} image(s) with {defense.spec()} into {args.output}"
+        f"; skipped {summary.skipped} existing; failed {len(failed)}"
     )
     return common.exit_code(log, failed, "file(s)", "; ")

@@ -17,6 +17,9 @@ from segshield.defenses.rounding import straight_through
 
 __all__ = ["Defense"]
 
+#: :meth:`Defense.forward_numpy` keeps a strip under about this many pixels.
+_TILE_PIXELS = 1 << 21
+
 
 def _format_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -41,6 +44,9 @@ class Defense(torch.nn.Module):
         spec_keys: spec-string key -> attribute holding that setting, in spec order.
         gradient: this instance's policy: ``"exact"`` (differentiable), ``"bpda"``
             (forward = defence, backward = identity) or ``"smooth"`` (surrogate).
+        tile_block: :meth:`forward_numpy` may cut large images into strips of multiples
+            of this many rows (8 for the block-DCT defences, 1 for pixelwise and local
+            ones, whose :meth:`tile_halo` gives the rows read beyond a strip); 0: never.
 
     Shape:
         - Input: ``(B, C, H, W)`` float in ``[0, 1]``, or a numpy ``(H, W)`` /
@@ -60,6 +66,14 @@ class Defense(torch.nn.Module):
     spec_keys: ClassVar[dict[str, str]] = {}
     #: default policy at class level (``gradients[0]``); instances may choose another.
     gradient: str = "bpda"
+    #: :meth:`forward_numpy` cuts large images into strips of multiples of this many
+    #: rows: the block of a blockwise defence, 1 for a pixelwise or local one; 0 for a
+    #: defence that must see the whole image.
+    tile_block: ClassVar[int] = 0
+
+    def tile_halo(self) -> int:
+        """Rows a strip must read beyond its own on either side (a filter's radius)."""
+        return 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -130,20 +144,34 @@ class Defense(torch.nn.Module):
         return self.transform(x)
 
     def forward_numpy(
-        self, arr: np.ndarray, device: str | torch.device | None = None
+        self,
+        arr: np.ndarray,
+        device: str | torch.device | None = None,
+        *,
+        tile_rows: int | None = None,
     ) -> np.ndarray:
         """Defend one uint8/uint16 numpy image (what :meth:`forward` does with numpy input).
+
+        Large images are defended in strips of whole rows, so that memory follows the
+        strip, not the image. A blockwise defence (``tile_block`` > 0, e.g. 8 for FR)
+        cuts strips at multiples of its block: each block sees exactly the pixels, and
+        the last strip exactly the bottom padding, of the whole image, so the output is
+        bit for bit the untiled one. A local filter also reads ``tile_halo()`` rows on
+        either side of its strip and keeps the strip's own rows. A defence with
+        ``tile_block == 0`` (JPEG) runs on the whole image.
 
         Args:
             arr: ``(H, W)`` or ``(H, W, C)`` uint8 or uint16 image.
             device: where the defence computes (its tensors must be there). Default CPU.
+            tile_rows: rows per strip, a positive multiple of ``tile_block``; default
+                None: as many as keep a strip under about 2**21 pixels.
 
         Returns:
             The defended image, same shape and dtype (rounded, then clipped).
 
         Raises:
             TypeError: ``arr`` is not uint8/uint16.
-            ValueError: ``arr`` is empty or not 2-D/3-D.
+            ValueError: ``arr`` is empty or not 2-D/3-D, or a bad ``tile_rows``.
 
         Example:
             >>> from segshield.defenses import Identity
@@ -161,10 +189,33 @@ class Defense(torch.nn.Module):
             )
         scale = 255.0 if arr.dtype == np.uint8 else 65535.0
         hwc = arr[:, :, None] if arr.ndim == 2 else arr
-        # float64 keeps k/scale exact enough that FR's paper-faithful mode sees integers.
-        t = torch.from_numpy(np.ascontiguousarray(hwc, dtype=np.float64) / scale).to(device)
-        with torch.no_grad():
-            y = self.transform(t.permute(2, 0, 1).unsqueeze(0))
-        out = np.clip(np.round(y[0].permute(1, 2, 0).cpu().numpy() * scale), 0, scale)
-        out = out.astype(arr.dtype)
+        out = np.empty(hwc.shape, arr.dtype)
+        for top, bottom, lo, hi in self._strips(*hwc.shape[:2], tile_rows):
+            # float64 keeps k/scale exact enough that FR's paper-faithful mode sees integers.
+            t = torch.from_numpy(np.asarray(hwc[lo:hi], dtype=np.float64) / scale).to(device)
+            with torch.no_grad():
+                y = self.transform(t.permute(2, 0, 1).unsqueeze(0))
+            y = y[0, :, top - lo : bottom - lo].permute(1, 2, 0).cpu().numpy()
+            out[top:bottom] = np.clip(np.round(y * scale), 0, scale).astype(arr.dtype)
         return out[:, :, 0] if arr.ndim == 2 else out
+
+    def _strips(self, h: int, w: int, tile_rows: int | None) -> list[tuple[int, int, int, int]]:
+        """``(top, bottom, lo, hi)``: strip rows ``[top, bottom)`` computed from ``[lo, hi)``."""
+        block = self.tile_block
+        if tile_rows is not None and (
+            isinstance(tile_rows, bool)
+            or not isinstance(tile_rows, int)
+            or block == 0
+            or tile_rows < 1
+            or tile_rows % block
+        ):
+            why = "cannot be tiled" if block == 0 else f"tiles by multiples of {block} rows"
+            raise ValueError(f"tile_rows: {self.name} {why}, got {tile_rows!r}")
+        if block == 0:
+            return [(0, h, 0, h)]
+        rows = tile_rows or max(block, _TILE_PIXELS // w // block * block)
+        halo = self.tile_halo()
+        return [
+            (top, min(h, top + rows), max(0, top - halo), min(h, top + rows + halo))
+            for top in range(0, h, rows)
+        ]

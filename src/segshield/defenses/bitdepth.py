@@ -68,6 +68,7 @@ class BitDepth(Defense):
 
     name = "bitdepth"
     gradients = ("bpda", "smooth")
+    tile_block = 1  # pixelwise: forward_numpy may cut large images anywhere
     spec_keys = {"bits": "bits"}
 
     def __init__(self, bits: int = 4, gradient: str = "bpda") -> None:

@@ -138,6 +138,7 @@ class FrequencyRefinement(Defense):
 
     name = "fr"
     gradients = ("bpda", "smooth")
+    tile_block = 8  # blockwise: forward_numpy may cut large images at block rows
 
     def __init__(
         self,

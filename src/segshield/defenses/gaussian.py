@@ -16,6 +16,11 @@ def _check_sigma(sigma: float) -> float:
     return float(sigma)
 
 
+def _radius(sigma: float, truncate: float = 4.0) -> int:
+    """Kernel radius, as ``scipy.ndimage.gaussian_filter`` rounds it."""
+    return int(truncate * sigma + 0.5)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float, *, truncate: float = 4.0) -> torch.Tensor:
     """Separable Gaussian blur of every channel, edges replicated.
 
@@ -45,7 +50,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float, *, truncate: float = 4.0) -> to
     check_images(x, "x")
     sigma = _check_sigma(sigma)
     check_number("truncate", truncate, low=0, high=10, low_inclusive=False)
-    r = int(truncate * sigma + 0.5)
+    r = _radius(sigma, truncate)
     if r == 0:
         return x
     t = torch.arange(-r, r + 1, dtype=torch.float64)
@@ -81,6 +86,7 @@ class Gaussian(Defense):
     name = "gaussian"
     gradients = ("exact", "bpda")
     spec_keys = {"sigma": "sigma"}
+    tile_block = 1  # local: forward_numpy cuts large images with a halo of one radius
 
     def __init__(self, sigma: float = 1.0, gradient: str = "exact") -> None:
         super().__init__(gradient)
@@ -88,3 +94,6 @@ class Gaussian(Defense):
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return gaussian_blur(x, self.sigma)
+
+    def tile_halo(self) -> int:
+        return _radius(self.sigma)

@@ -25,6 +25,7 @@ class Identity(Defense):
 
     name = "none"
     gradients = ("exact",)
+    tile_block = 1
 
     def __init__(self) -> None:
         super().__init__("exact")

@@ -12,29 +12,36 @@ when such a file is met.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
-import struct
+import re
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from segshield.utils.png16 import _PNG_SIGNATURE, _imagecodecs, decode_png16, encode_png16
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageReadError",
     "read_image",
+    "decode_image",
     "read_mask",
     "write_png",
     "atomic_write_bytes",
+    "remove_stale_temp_files",
+    "scan_images",
     "list_images",
     "from_tensor",
     "encode_png16",
     "decode_png16",
 ]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+log = logging.getLogger("segshield.imageio")
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -46,24 +53,73 @@ class ImageReadError(ValueError):
 def list_images(paths: list[str | Path]) -> list[Path]:
     """Expand files and folders into a sorted list of image files.
 
-    Folders are searched recursively for the suffixes in ``IMAGE_SUFFIXES``.
+    Folders are searched recursively for the suffixes in ``IMAGE_SUFFIXES``. Entries
+    with such a suffix that are not readable files are logged as warnings (use
+    :func:`scan_images` to collect them).
 
     Raises:
         FileNotFoundError: a named path does not exist.
     """
+    files, problems = scan_images(paths)
+    for problem in problems:
+        log.warning("%s", problem)
+    return files
+
+
+def scan_images(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """Expand files and folders into image files, naming the entries that cannot be read.
+
+    Folders are searched recursively for names ending in one of ``IMAGE_SUFFIXES``
+    (symbolic links to folders are not followed). An entry with such a name that is not
+    a readable file (a dangling symbolic link, a link loop, a folder named ``x.png``) is
+    not returned but described in ``problems``.
+
+    Args:
+        paths: files and folders.
+
+    Returns:
+        ``(files, problems)``: image files (each folder's sorted) and one message per
+        unusable entry, naming it.
+
+    Raises:
+        FileNotFoundError: a named path does not exist.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp(); os.mkdir(f"{d}/x.png")
+        >>> scan_images([d])[1][0].endswith("x.png: a folder, not an image file; rename it")
+        True
+    """
     out: list[Path] = []
+    problems: list[str] = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder; check the path")
-        if p.is_dir():
-            out.extend(
-                sorted(
-                    q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                )
-            )
-        else:
+        if not p.is_dir():
             out.append(p)
-    return out
+            continue
+        for q in sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES):
+            if q.is_file():
+                out.append(q)
+            else:
+                problems.append(f"{q}: {_not_a_file(q)}")
+    return out, problems
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (which is not a regular file) cannot be read as an image."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop as RuntimeError
+            return "a symbolic link loop; remove or fix the link"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop; remove or fix the link"
+            return f"a dangling symbolic link to {os.readlink(path)}; remove or fix the link"
+    if path.is_dir():
+        return "a folder, not an image file; rename it"
+    return "not a regular file (device, pipe or socket); remove it"
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -71,11 +127,12 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Palette images are expanded to RGB(A); 16-bit grey stays uint16; 1-bit becomes 0/255;
     grey+alpha becomes RGBA. 16-bit colour PNG and TIFF keep their 16 bits (through
-    imagecodecs).
+    imagecodecs). The pixels are as stored: an EXIF orientation is not applied (see
+    :func:`segshield.utils.imagelayers.read_image_layers`, which does).
 
     Raises:
-        ImageReadError: the file is missing, corrupt or in an unsupported mode, or a
-            16-bit colour file without imagecodecs installed.
+        ImageReadError: the file is missing, corrupt, in an unsupported mode or holds
+            more than one page, or a 16-bit colour file without imagecodecs installed.
 
     Example:
         >>> import tempfile
@@ -84,27 +141,68 @@ def read_image(path: str | Path) -> np.ndarray:
         ...     read_image(f"{d}/a.png").shape
         (2, 3, 1)
     """
+    arr, _ = decode_image(path)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.shape[2] == 2:  # grey + alpha -> RGBA
+        return np.concatenate([arr[:, :, :1].repeat(3, axis=2), arr[:, :, 1:]], axis=2)
+    return arr
+
+
+def decode_image(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an image file's pixels as stored, and its EXIF orientation.
+
+    The layer under :func:`read_image`: grey+alpha stays two channels and 1-bit images
+    come back as bool.
+
+    Args:
+        path: a single-page PNG, JPEG, BMP or TIFF file.
+
+    Returns:
+        ``(pixels, orientation)``: ``(H, W, C)`` uint8, uint16 or bool (1-bit) pixels
+        with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA), and the EXIF
+        orientation tag 1..8 (1 when absent or invalid; not applied to the pixels).
+
+    Raises:
+        ImageReadError: missing, corrupt, unsupported, or more than one page.
+    """
     path = Path(path)
     arr16 = _read_png16_if_colour(path)
-    if arr16 is not None:
-        return arr16
     try:
         with Image.open(path) as im:
-            deep_tiff = _is_deep_colour_tiff(im)
+            pages = getattr(im, "n_frames", 1)
+            orientation = _orientation(im)
+            deep_tiff = arr16 is None and pages == 1 and _is_deep_colour_tiff(im)
             mode = im.mode
-            if not deep_tiff:
-                im.load()
-                if mode == "P":
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                elif mode in ("1", "L;16", "LA", "CMYK", "YCbCr", "PA"):
-                    im = im.convert(
-                        {"1": "L", "L;16": "I;16", "LA": "RGBA", "PA": "RGBA"}.get(mode, "RGB")
-                    )
-                arr = np.array(im)
+            if arr16 is None and pages == 1 and not deep_tiff:
+                arr = _pillow_pixels(im)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot read image ({exc}); is the file complete?") from exc
+    if pages > 1:
+        raise ImageReadError(
+            f"{path}: holds {pages} pages; segshield reads single-page images only. Save "
+            "each page as its own file (e.g. with tifffile or Pillow's ImageSequence)"
+        )
+    if arr16 is not None:
+        return arr16, orientation
     if deep_tiff:
         arr = _read_tiff16(path)
+    return _check_pixels(path, arr, mode), orientation
+
+
+def _pillow_pixels(im: Image.Image) -> np.ndarray:
+    """Pixels of an open single-page Pillow image; palette and exotic modes converted."""
+    im.load()
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("L;16", "CMYK", "YCbCr", "PA"):
+        im = im.convert({"L;16": "I;16", "PA": "RGBA"}.get(mode, "RGB"))
+    return np.array(im)
+
+
+def _check_pixels(path: Path, arr: np.ndarray, mode: str) -> np.ndarray:
+    """Integer pixels as ``(H, W, C)`` uint8/uint16/bool, C in 1..4, or a named error."""
     if (
         arr.dtype in (np.int32, np.uint32)
         or str(arr.dtype).startswith(">u2")
@@ -113,18 +211,22 @@ def read_image(path: str | Path) -> np.ndarray:
         if arr.min() < 0 or arr.max() > 65535:
             raise ImageReadError(f"{path}: {arr.dtype} values outside 0..65535 are not supported")
         arr = arr.astype(np.uint16)
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * 255
-    if arr.dtype not in (np.uint8, np.uint16):
+    if arr.dtype not in (np.uint8, np.uint16, np.bool_):
         raise ImageReadError(
             f"{path}: unsupported pixel type {arr.dtype} (mode {mode}); "
             "expected 8- or 16-bit grey, RGB or RGBA"
         )
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(f"{path}: unsupported layout {arr.shape}; expected grey, RGB or RGBA")
     return arr
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation 1..8 (as Pillow's ``ImageOps.exif_transpose`` reads it), else 1."""
+    value = im.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -156,11 +258,21 @@ def read_mask(path: str | Path) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+#: Temporary files of :func:`atomic_write_bytes`: ``.NAME.segshield-PID.RANDOM.tmp``.
+_TEMP_RE = re.compile(r"^\..+\.segshield-(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    The temporary file is named ``.NAME.segshield-PID.RANDOM.tmp``, so that a later run
+    can recognise one left by a killed process (:func:`remove_stale_temp_files`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.segshield-{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -176,11 +288,54 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def write_png(path: str | Path, arr: np.ndarray) -> None:
-    """Write ``(H, W, C)`` or ``(H, W)`` uint8/uint16 as lossless PNG, atomically.
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder`` (recursively).
 
-    The bit depth is kept: uint8 and 16-bit grey go through Pillow, uint16 colour
-    (C = 2, 3, 4) through :func:`encode_png16`.
+    Only files named as :func:`atomic_write_bytes` names them are considered, and only
+    those whose writing process (the PID in the name) no longer runs on this machine;
+    other files, and the temporary files of live processes, are left alone.
+
+    Args:
+        folder: the folder to clean; a missing folder is nothing to clean.
+
+    Returns:
+        The removed files.
+
+    Example:
+        >>> import tempfile
+        >>> remove_stale_temp_files(tempfile.mkdtemp())
+        []
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for p in root.rglob(".*.tmp"):
+        match = _TEMP_RE.match(p.name)
+        if match and p.is_file() and not _pid_alive(int(match.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def write_png(path: str | Path, arr: np.ndarray) -> None:
+    """Write ``(H, W, C)`` or ``(H, W)`` uint8/uint16/bool as lossless PNG, atomically.
+
+    The bit depth and channels are kept (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA): bool
+    (a 1-bit image), uint8 and 16-bit grey go through Pillow, uint16 with C = 2, 3, 4
+    through :func:`encode_png16`.
 
     Raises:
         ValueError: unsupported dtype or channel count.
@@ -197,10 +352,12 @@ def write_png(path: str | Path, arr: np.ndarray) -> None:
             atomic_write_bytes(path, encode_png16(arr))
             return
         im = Image.fromarray(arr.astype(np.uint16))
-    elif arr.dtype == np.uint8:
+    elif arr.dtype == np.uint8 or (arr.dtype == np.bool_ and arr.ndim == 2):
         im = Image.fromarray(arr)
     else:
-        raise ValueError(f"{path}: expected uint8 or uint16 pixels, got {arr.dtype}")
+        raise ValueError(
+            f"{path}: expected uint8 or uint16 pixels (or bool grey), got {arr.dtype} {arr.shape}"
+        )
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -219,119 +376,6 @@ def from_tensor(x, dtype=np.uint8) -> np.ndarray:
 
 
 # --- 16-bit colour PNG and TIFF (imagecodecs: libpng, libtiff) -----------------------------
-
-_EXTRA = "pip install imagecodecs (a dependency of segshield; the install is incomplete)"
-_CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}  # PNG colour type -> channels
-
-
-def _imagecodecs():
-    """Import imagecodecs (16-bit colour PNG and TIFF) lazily: it is large."""
-    try:
-        import imagecodecs
-    except ImportError as exc:
-        raise ImportError(
-            f"16-bit colour PNG and TIFF need the package imagecodecs: {_EXTRA}"
-        ) from exc
-    return imagecodecs
-
-
-def encode_png16(arr: np.ndarray, *, level: int = 6) -> bytes:
-    """Encode a uint16 image as a 16-bit PNG (grey, grey+alpha, RGB or RGBA).
-
-    libpng through imagecodecs: big-endian
-    samples as the PNG specification (ISO/IEC 15948) requires, every row "Sub"
-    filtered, zlib-compressed at ``level``.
-
-    Args:
-        arr: ``(H, W)`` or ``(H, W, C)`` uint16, C in {1, 2, 3, 4}.
-        level: zlib level 0..9 (default 6).
-
-    Returns:
-        The PNG file as bytes.
-
-    Raises:
-        ValueError: wrong dtype, shape or channel count.
-        ImportError: imagecodecs is not installed (the message names the extra).
-
-    Example:
-        >>> a = np.arange(24, dtype=np.uint16).reshape(2, 4, 3) * 2000
-        >>> bool((decode_png16(encode_png16(a)) == a).all())
-        True
-    """
-    if arr.dtype != np.uint16:
-        raise ValueError(f"arr: expected uint16 pixels, got {arr.dtype}; use write_png for uint8")
-    hwc = arr[:, :, None] if arr.ndim == 2 else arr
-    if hwc.ndim != 3 or hwc.shape[2] not in (1, 2, 3, 4) or hwc.shape[0] * hwc.shape[1] == 0:
-        raise ValueError(f"arr: expected (H, W) or (H, W, C) with C in 1..4, got {arr.shape}")
-    codecs = _imagecodecs()
-    pixels = np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
-    return codecs.png_encode(pixels, level=level, filter=codecs.PNG.FILTER.SUB)
-
-
-def _png_header(data: bytes) -> tuple[int, ...]:
-    """IHDR fields of a PNG after checking every chunk's length and CRC up to IEND."""
-    if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError("not a PNG file (bad signature)")
-    pos, ihdr, has_idat = len(_PNG_SIGNATURE), None, False
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
-        if len(body) != length or len(crc) != 4:
-            raise ValueError(f"truncated PNG chunk {kind!r}")
-        if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body) & 0xFFFFFFFF:
-            raise ValueError(f"PNG chunk {kind!r} has a bad CRC (corrupt file)")
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        has_idat |= kind == b"IDAT"
-        if kind == b"IEND":
-            break
-        pos += 12 + length
-    if ihdr is None or not has_idat:
-        raise ValueError("PNG without IHDR or IDAT (truncated file?)")
-    return ihdr
-
-
-def decode_png16(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced 16-bit PNG (any colour type but palette) to uint16.
-
-    Every chunk's CRC is checked first (a corrupt file is named as such), then libpng
-    through imagecodecs decodes the pixels. No
-    colour transform is applied (gamma, sBIT and a ``tRNS`` transparent colour are
-    ignored), so the channels are the file's colour type's.
-
-    Args:
-        data: the PNG file bytes.
-
-    Returns:
-        ``(H, W, C)`` uint16 with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA).
-
-    Raises:
-        ValueError: not a PNG, a bad CRC or truncated data, not 16-bit, interlaced, or
-            corrupt image data.
-        ImportError: imagecodecs is not installed (the message names the extra).
-
-    Example:
-        >>> a = np.full((3, 2), 65535, dtype=np.uint16)
-        >>> decode_png16(encode_png16(a)).shape
-        (3, 2, 1)
-    """
-    w, h, depth, ctype, _, _, interlace = _png_header(data)
-    if depth != 16 or ctype not in _CHANNELS:
-        raise ValueError(f"expected a 16-bit non-palette PNG, got depth {depth}, type {ctype}")
-    if interlace:  # refused as before (libpng would read it, warning on stderr)
-        raise ValueError("interlaced 16-bit PNG is not supported; re-save it non-interlaced")
-    codecs = _imagecodecs()
-    try:
-        arr = codecs.png_decode(data)
-    except codecs.PngError as exc:
-        raise ValueError(f"corrupt PNG image data ({exc})") from exc
-    c = _CHANNELS[ctype]
-    arr = arr.reshape(h, w, -1)[:, :, :c]  # libpng turns a tRNS colour into alpha: drop it
-    if arr.dtype != np.uint16 or arr.shape[2] != c:
-        raise ValueError(f"PNG decoded as {arr.dtype} {arr.shape}, expected uint16 with C={c}")
-    return arr
 
 
 def _read_png16_if_colour(path: Path) -> np.ndarray | None:
@@ -354,8 +398,6 @@ def _read_png16_if_colour(path: Path) -> np.ndarray | None:
         raise ImageReadError(
             f"{path}: cannot read 16-bit PNG ({exc}); is the file complete?"
         ) from exc
-    if arr.shape[2] == 2:  # grey + alpha -> RGBA, as read_image does for 8-bit "LA"
-        arr = np.concatenate([arr[:, :, :1].repeat(3, axis=2), arr[:, :, 1:]], axis=2)
     return arr
 
 
