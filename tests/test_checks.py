@@ -217,3 +217,27 @@ def test_attacks_refuse_bad_images_on_entry():
         pgd(m, x, y, steps=1)
     with pytest.raises(ValueError, match="images: expected values in"):
         PGD(steps=1)(m, torch.rand(1, 3, 8, 8) * 255, y)
+
+
+def test_training_checks_the_first_batch_of_an_epoch_only(value_checks):
+    from segshield.training.loop import _train_epoch
+
+    m = model().train()
+    batches = [torch.rand(2, 3, 8, 8) for _ in range(4)]
+
+    class Steps:
+        def batches(self, epoch):
+            return batches
+
+        def lr(self, epoch, step):
+            return None
+
+        def loss(self, net, batch):
+            return net(batch).mean(), 1
+
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    _train_epoch(m, Steps(), opt, 1, 1, torch.device("cpu"))
+    assert value_checks == ["images"]
+    batches[0] = batches[0] * 255
+    with pytest.raises(ValueError, match="x / 255"):
+        _train_epoch(m, Steps(), opt, 1, 1, torch.device("cpu"))
