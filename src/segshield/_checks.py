@@ -1,18 +1,31 @@
 """One place for input checks, so every error says what was expected, what came, and the fix.
 
-All public entry points call these helpers on entry (kornia-style shape checks). They
-never synchronise with the device unless ``check_range=True`` is asked for explicitly.
+All public entry points call these helpers on entry (kornia-style shape checks).
+:func:`check_images` also checks the values (finite, in ``[0, 1]``) with one fused
+reduction and one host sync per call. Loops that call checked functions once per step
+(attacks, training) check their inputs once on entry and run the steps inside
+:func:`values_checked` (or are decorated with :func:`checked_entry`), where the value
+check is skipped, so a step never waits for the device. A tensor checked a moment ago
+(the same memory, unchanged) is not checked again, so nested entry points cost one sync.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import contextlib
+import functools
+import inspect
+import math
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import torch
 
 __all__ = [
     "check_images",
+    "values_checked",
+    "checked_entry",
     "check_masks",
     "check_logits",
     "check_choice",
@@ -27,22 +40,155 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
-def check_images(x: Any, name: str = "images", *, check_range: bool = False) -> torch.Tensor:
+#: values up to this far outside [0, 1] are float rounding (e.g. a blur's 1.0000001)
+RANGE_TOLERANCE = 1e-3
+
+_state = threading.local()  # .trusted: depth of values_checked(); .last: the last checked tensor
+
+
+@contextlib.contextmanager
+def values_checked() -> Iterator[None]:
+    """Skip the value check of :func:`check_images` inside (shapes are still checked).
+
+    For loops whose inputs were checked on entry: the per-step calls of the model and the
+    defences then cost no host sync, and may see values briefly outside ``[0, 1]`` (ASMA
+    scores an unclamped step). Thread-local; nests.
+
+    Example:
+        >>> with values_checked():
+        ...     check_images(torch.full((1, 1, 2, 2), 255.0)).shape
+        torch.Size([1, 1, 2, 2])
+    """
+    depth = getattr(_state, "trusted", 0)
+    _state.trusted = depth + 1
+    try:
+        yield
+    finally:
+        _state.trusted = depth
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def checked_entry(*names: str) -> Callable[[_F], _F]:
+    """Decorator: check image arguments ``names`` on entry, run the body in :func:`values_checked`.
+
+    Args:
+        names: parameters of the decorated function that hold ``(B, C, H, W)`` images.
+
+    Example:
+        >>> @checked_entry("images")
+        ... def double(images):
+        ...     return images * 2
+        >>> double(torch.ones(1, 1, 2, 2)).sum().item()
+        8.0
+    """
+
+    def wrap(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind_partial(*args, **kwargs)
+            for name in names:
+                if name in bound.arguments:
+                    check_images(bound.arguments[name], name)
+            with values_checked():
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _skip_values(x: torch.Tensor) -> bool:
+    """True where the value check must not run: trusted loops, tracing, meta tensors."""
+    if getattr(_state, "trusted", 0) or x.device.type == "meta":
+        return True
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
+def _key(x: torch.Tensor) -> tuple | None:
+    """What identifies ``x``'s values while the last checked tensor is alive."""
+    if x.is_inference():
+        return None  # inference tensors have no version counter
+    return (x.data_ptr(), x.shape, x.stride(), x.dtype, x.device, x._version)
+
+
+def _seen(x: torch.Tensor) -> bool:
+    last = getattr(_state, "last", None)
+    if last is None or last[0]() is None:
+        return False
+    key = _key(x)
+    return key is not None and key == last[1]
+
+
+def _remember(x: torch.Tensor) -> None:
+    key = _key(x)
+    _state.last = None if key is None else (weakref.ref(x), key)
+
+
+def _check_values(x: torch.Tensor, name: str) -> None:
+    """Finite and in ``[0, 1]``: one ``aminmax`` (NaN propagates), one host sync."""
+    lo, hi = torch.stack(torch.aminmax(x.detach())).double().tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        xd = x.detach()
+        n_nan, n_inf = int(torch.isnan(xd).sum()), int(torch.isinf(xd).sum())
+        raise ValueError(
+            f"{name}: expected finite values, got {n_nan + n_inf} non-finite of "
+            f"{x.numel()} ({n_nan} NaN, {n_inf} inf); fix where they come from, or "
+            "replace them with torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)"
+        )
+    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+        if lo >= 0.0 and hi <= 255.0:
+            fix = "for 0..255 images use x / 255"
+        elif lo >= 0.0 and hi <= 65535.0:
+            fix = "for 16-bit (0..65535) images use x / 65535"
+        elif lo < 0.0:
+            fix = (
+                "segshield images are not normalised: undo the normalisation "
+                "(x * std + mean) and let the model wrapper normalise"
+            )
+        else:
+            fix = "scale the images to [0, 1] (e.g. x / x.max())"
+        raise ValueError(
+            f"{name}: expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; {fix}"
+        )
+
+
+def check_images(x: Any, name: str = "images", *, check_range: bool = True) -> torch.Tensor:
     """Check a batch of images in docs/ALGORITHMS.md §1 layout.
+
+    Shape and dtype always; the values (finite, within ``[0, 1]`` up to
+    :data:`RANGE_TOLERANCE`) with ``check_range``, except inside :func:`values_checked`,
+    while tracing or compiling, for meta tensors, and for a tensor whose unchanged
+    values were the last ones checked (so nested entry points sync once).
 
     Args:
         x: candidate tensor.
         name: argument name used in the error message.
-        check_range: also verify values lie in ``[0, 1]`` (one host sync; keep out of
-            hot loops).
+        check_range: check the values too (one fused reduction and one host sync).
+            ``False`` for tensors that are images in layout only (padding of normalised
+            or 0..255-scaled images). Default True.
 
     Returns:
         ``x`` unchanged.
 
     Raises:
         TypeError: ``x`` is not a floating-point tensor.
-        ValueError: ``x`` is not 4-D ``(B, C, H, W)``, is empty, or (with
-            ``check_range``) has values outside ``[0, 1]``.
+        ValueError: ``x`` is not 4-D ``(B, C, H, W)``, is empty, looks channels-last
+            (last dimension 1, 3 or 4 with more than 4 in dimension 1), or (with
+            ``check_range``) holds NaN/inf (the count is given) or values outside
+            ``[0, 1]`` (the range is given, with the fix).
+
+    Example:
+        >>> check_images(torch.rand(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 8, 8])
+        >>> try:
+        ...     check_images(torch.full((1, 3, 2, 2), 200.0))
+        ... except ValueError as exc:
+        ...     print(str(exc).split("; ")[1])
+        for 0..255 images use x / 255
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(
@@ -59,14 +205,14 @@ def check_images(x: Any, name: str = "images", *, check_range: bool = False) -> 
         raise ValueError(f"{name}: expected shape (B, C, H, W), got {tuple(x.shape)}; {hint}")
     if x.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got shape {tuple(x.shape)}")
-    if check_range:
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"{name}: expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
-                "segshield images are not normalised (divide uint8 by 255, and let the "
-                "model wrapper normalise)"
-            )
+    if x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
+        raise ValueError(
+            f"{name}: expected channels first (B, C, H, W), got {tuple(x.shape)}, which looks "
+            "channels-last (B, H, W, C); use x.permute(0, 3, 1, 2)"
+        )
+    if check_range and not _skip_values(x) and not _seen(x):
+        _check_values(x, name)
+        _remember(x)
     return x
 
 

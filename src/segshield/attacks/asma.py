@@ -22,7 +22,13 @@ from collections.abc import Callable
 
 import torch
 
-from segshield._checks import check_choice, check_images, check_masks, check_number
+from segshield._checks import (
+    check_choice,
+    check_images,
+    check_masks,
+    check_number,
+    checked_entry,
+)
 from segshield.attacks.base import Attack, loss_gradient
 from segshield.attacks.losses import asma_prediction_loss, predict
 from segshield.metrics.segmentation import IGNORE_INDEX
@@ -92,6 +98,7 @@ MULTIPLIER_IOUS = {
 }
 
 
+@checked_entry("images")
 def asma(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from segshield._checks import check_images, check_masks, check_same_batch
+from segshield._checks import check_images, check_masks, check_same_batch, checked_entry
 from segshield._registry import signature_params
 from segshield.attacks.losses import predict
 from segshield.metrics.segmentation import IGNORE_INDEX, compute_iou
@@ -151,6 +151,7 @@ class Attack:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
+    @checked_entry("images")
     def __call__(
         self,
         model: Callable[[torch.Tensor], torch.Tensor],

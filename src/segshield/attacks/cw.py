@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from segshield._checks import check_number
+from segshield._checks import check_number, checked_entry
 from segshield._registry import signature_params
 from segshield.attacks.base import Attack
 from segshield.attacks.losses import two_class_logits
@@ -61,6 +61,7 @@ def cw_margin(
     return (gap + confidence).clamp_min(0.0)
 
 
+@checked_entry("images")
 def cw_l2(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

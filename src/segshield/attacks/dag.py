@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from segshield._checks import check_images, check_masks, check_number
+from segshield._checks import check_images, check_masks, check_number, checked_entry
 from segshield.attacks.base import Attack, loss_gradient
 from segshield.attacks.losses import predict, two_class_logits
 from segshield.metrics.segmentation import IGNORE_INDEX
@@ -33,6 +33,7 @@ def default_adversarial_labels(labels: torch.Tensor, num_classes: int) -> torch.
     return torch.where(labels == IGNORE_INDEX, labels, (labels + 1) % k)
 
 
+@checked_entry("images")
 def dag(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

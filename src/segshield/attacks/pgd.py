@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from segshield._checks import check_choice, check_images, check_number
+from segshield._checks import check_choice, check_images, check_number, checked_entry
 from segshield.attacks.base import Attack, loss_gradient
 from segshield.attacks.losses import per_sample_mean, pixel_cross_entropy
 
@@ -62,6 +62,7 @@ def random_start(images: torch.Tensor, eps: float, norm: str, seed: int) -> torc
     return d.to(device=images.device, dtype=images.dtype)
 
 
+@checked_entry("images")
 def pgd(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

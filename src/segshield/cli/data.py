@@ -5,7 +5,8 @@ split), the native image sizes, channel counts, class fractions over the checked
 and every problem (skipped pairs, unreadable files, bad mask values).
 
 Exit status: 0 when every pair is usable, 1 when any problem was found (the data set
-still loads, without the bad pairs), 2 for bad arguments.
+still loads, without the bad pairs) or when the data set cannot be loaded at all (one
+line on stderr names the folder or file and the fix), 2 for bad arguments.
 
 Example:
     segshield data check --data isic:/data/isic2017 --size 128
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections import Counter
 
 from segshield.choices import RESIZE_POLICIES, SPLITS
@@ -100,18 +102,21 @@ def _fmt_counter(c: Counter, key=str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the report; 0 without problems, 1 with any."""
+    """Print the report; 0 without problems, 1 with any or when the data set cannot load."""
     from segshield.data import load_dataset
 
     shared = {"seed": args.seed, "resize": args.resize, "n": args.n}
+    try:
+        ds = load_dataset(args.data, size=args.size, split=args.split, **shared)
+    except (FileNotFoundError, ValueError) as exc:  # DatasetError and MissingFolderError
+        print(f"segshield data check: error: {exc}", file=sys.stderr)
+        return 1
     print(f"data set: {args.data}")
     for split in (s for s in SPLITS if s != "all"):
         try:
-            ds = load_dataset(args.data, split=split, **shared)
-            print(f"  {split:5s}: {len(ds)} pairs")
+            print(f"  {split:5s}: {len(load_dataset(args.data, split=split, **shared))} pairs")
         except (FileNotFoundError, ValueError) as exc:
             print(f"  {split:5s}: none ({exc})")
-    ds = load_dataset(args.data, size=args.size, split=args.split, **shared)
     rep = ds.scan()
     print(f"checked split {args.split!r}: {rep['ok']} of {rep['pairs']} pairs read")
     print(f"  kind: {ds.kind}; classes: {', '.join(ds.class_names)}; regions: {ds.regions}")

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from segshield._checks import check_choice
 from segshield.choices import SPLITS
 from segshield.data.dataset import Sample
+from segshield.data.errors import MissingFolderError, describe_folder
 from segshield.utils.imageio import IMAGE_SUFFIXES
 
 __all__ = [
@@ -46,9 +47,9 @@ class Index:
 
 
 def require_dir(path: Path, what: str) -> Path:
-    """Raise ``FileNotFoundError`` naming ``what`` when ``path`` is not a folder."""
+    """Raise :class:`MissingFolderError` naming ``what`` when ``path`` is not a folder."""
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder; expected {what}")
+        raise MissingFolderError(f"{path}: no such folder; expected {what}")
     return path
 
 
@@ -162,7 +163,8 @@ def index_two_folders(
     """Pair ``root/IMAGES/NAME.*`` with ``root/MASKS/NAME.*`` for the first layout present.
 
     Raises:
-        FileNotFoundError: none of the ``(images, masks)`` folder pairs exists.
+        MissingFolderError: none of the ``(images, masks)`` folder pairs exists (the
+            message says what ``root`` holds instead).
     """
     for img_name, mask_name in layouts:
         img_dir, mask_dir = root / img_name, root / mask_name
@@ -170,4 +172,9 @@ def index_two_folders(
             found = probe(pair_by_stem(image_files(img_dir), image_files(mask_dir)))
             return Index(split_samples(found.samples, split, seed), found.problems)
     want = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
-    raise FileNotFoundError(f"{root}: expected the sub-folders {want}")
+    half = [(a, b) for a, b in layouts if (root / a).is_dir() and not (root / b).is_dir()]
+    fix = f"; add {half[0][1]}/ with one mask per image, named like the image" if half else ""
+    raise MissingFolderError(
+        f"{root}: expected the sub-folders {want} (each image with a mask of the same "
+        f"name); {describe_folder(root)}{fix}"
+    )

@@ -17,6 +17,7 @@ import numpy as np
 
 from segshield.data._pairs import Index, image_files, probe, split_samples
 from segshield.data.dataset import Sample
+from segshield.data.errors import MissingFolderError, describe_folder
 
 __all__ = ["index_drishti", "decode_softmaps"]
 
@@ -41,15 +42,15 @@ def index_drishti(root: Path, split: str, seed: int) -> Index:
     """Index a Drishti-GS1 folder (see the module docstring).
 
     Raises:
-        FileNotFoundError: no soft maps under ``root``.
+        MissingFolderError: no soft maps under ``root``.
     """
     files = image_files(root, recursive=True)
     od = {p.stem.lower()[: -len(_OD)]: p for p in files if p.stem.lower().endswith(_OD)}
     cup = {p.stem.lower()[: -len(_CUP)]: p for p in files if p.stem.lower().endswith(_CUP)}
     if not od:
-        raise FileNotFoundError(
+        raise MissingFolderError(
             f"{root}: no *_ODsegSoftmap.png found; expected Drishti-GS1 images with "
-            "NAME_ODsegSoftmap.png and NAME_cupsegSoftmap.png"
+            f"NAME_ODsegSoftmap.png and NAME_cupsegSoftmap.png, {describe_folder(root)}"
         )
     images = [p for p in files if "softmap" not in p.stem.lower()]
     problems: list[str] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from segshield.data._pairs import Index, image_files, pair_by_stem, probe, split_samples
+from segshield.data.errors import MissingFolderError, describe_folder
 
 __all__ = ["index_isic", "decode_binary", "find_split_folders"]
 
@@ -63,21 +64,22 @@ def index_isic(root: Path, split: str, seed: int) -> Index:
     """Index an ISIC Task 1 root (see the module docstring).
 
     Raises:
-        FileNotFoundError: no ISIC folder pair under ``root``, or the requested official
+        MissingFolderError: no ISIC folder pair under ``root``, or the requested official
             split folder is absent.
     """
     folders = find_split_folders(root)
     if not folders:
-        raise FileNotFoundError(
+        raise MissingFolderError(
             f"{root}: no ISIC folders found; expected e.g. ISIC-2017_Training_Data and "
-            "ISIC-2017_Training_Part1_GroundTruth (Training/Validation/Test, Data or Input)"
+            "ISIC-2017_Training_Part1_GroundTruth (Training/Validation/Test, Data or Input), "
+            f"{describe_folder(root)}"
         )
     official = len(folders) > 1 or "train" not in folders
     if official:
         wanted = list(folders) if split == "all" else [split]
         missing = [s for s in wanted if s not in folders]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFolderError(
                 f"{root}: split {split!r} asked for, but there is no "
                 f"*_{_SPLIT_WORDS[missing[0]].title()}_* folder pair; found "
                 f"{', '.join(folders)}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from segshield.data._pairs import Index, image_files, pair_by_stem, probe, split_samples
+from segshield.data.errors import MissingFolderError, describe_folder
 from segshield.data.isic import decode_binary
 
 __all__ = ["index_ph2", "decode_ph2"]
@@ -31,7 +32,7 @@ def index_ph2(root: Path, split: str, seed: int) -> Index:
     """Index a PH2 folder (either layout; see the module docstring).
 
     Raises:
-        FileNotFoundError: neither layout is present under ``root``.
+        MissingFolderError: neither layout is present under ``root``.
     """
     if (root / "images").is_dir() and (root / "masks").is_dir():
         images, masks = image_files(root / "images"), image_files(root / "masks")
@@ -40,9 +41,9 @@ def index_ph2(root: Path, split: str, seed: int) -> Index:
         images = [p for p in files if p.parent.name.lower().endswith("_dermoscopic_image")]
         masks = [p for p in files if p.parent.name.lower().endswith("_lesion")]
         if not images:
-            raise FileNotFoundError(
+            raise MissingFolderError(
                 f"{root}: no PH2 images found; expected images/ + masks/ or the release "
-                "layout IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp"
+                f"layout IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp, {describe_folder(root)}"
             )
     found = probe(pair_by_stem(images, masks, mask_suffix="_lesion"))
     return Index(split_samples(found.samples, split, seed), found.problems)

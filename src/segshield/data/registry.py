@@ -14,6 +14,10 @@ Kinds and their masks (docs/ALGORITHMS.md §1, §6):
 | ``paddleseg`` | ``images/`` + ``masks/`` or PaddleSeg's folders | background, disc | disc (1) |
 | ``folder`` | ``images/`` + ``masks/`` | inferred | foreground (1..K-1) |
 
+A file layout may take options after its path, ``KIND:PATH,key=value,...`` (trailing
+``key=value`` parts; the path itself may hold commas). Only ``folder`` has options:
+``binarize=T`` and ``names=A/B/...`` (see :mod:`segshield.data.folder`).
+
 Phantoms are generated once per ``(kind, seed, n, size)`` and kept in memory (the
 last four such sets); their split uses the same 70/15/15 seeded rule as real data
 sets without official split folders (see ``segshield.data._pairs``).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from segshield._checks import check_choice, check_number
+from segshield._spec import parse_typed
 from segshield.data import drishti, folder, isic, origa, paddleseg, ph2, refuge
 from segshield.data._pairs import SPLITS, Index, split_samples
 from segshield.data.dataset import RESIZE_POLICIES, MaskDecoder, Sample, SegDataset
+from segshield.data.errors import DatasetError, MissingFolderError
 from segshield.data.phantom_derm import Phantom, make_derm_phantom, parse_size
 from segshield.data.phantom_fundus import make_fundus_phantom
 
@@ -89,13 +96,43 @@ def list_kinds() -> list[str]:
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """Split ``"KIND[:PATH]"`` into the kind and an optional path (split at the first ``:``).
+    """Split ``"KIND[:PATH[,key=value,...]]"`` into the kind and an optional path.
+
+    The options are checked too (see :func:`parse_options`), so a bad spec fails here,
+    before any file is read.
 
     Raises:
         TypeError: ``spec`` is not a string.
         ValueError: unknown kind (the valid ones are listed), a path given to a phantom,
-            or no path given to a file layout.
+            no path given to a file layout, or a bad option.
+
+    Example:
+        >>> parse_spec("folder:/data/fundus,binarize=127")
+        ('folder', PosixPath('/data/fundus'))
     """
+    kind, path, _ = _parse(spec)
+    return kind, path
+
+
+def parse_options(spec: str) -> dict:
+    """The options of a data spec, typed: ``binarize`` (int) and ``names`` (tuple of str).
+
+    Raises:
+        TypeError, ValueError: as :func:`parse_spec`.
+
+    Example:
+        >>> parse_options("folder:/d,binarize=127,names=bg/disc")
+        {'binarize': 127, 'names': ('bg', 'disc')}
+    """
+    return _parse(spec)[2]
+
+
+_OPTION = re.compile(r"\s*[A-Za-z_]\w*\s*=.*", re.DOTALL)
+#: kind -> option -> what it expects (for messages)
+_OPTIONS = {"folder": {"binarize": "an integer threshold 0..254", "names": "A/B/... (2+ names)"}}
+
+
+def _parse(spec: str) -> tuple[str, Path | None, dict]:
     if not isinstance(spec, str):
         raise TypeError(f"spec: expected a string 'KIND[:PATH]', got {type(spec).__name__}")
     kind, sep, path = spec.partition(":")
@@ -110,10 +147,77 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
             raise ValueError(
                 f"spec: {kind} is generated, it takes no PATH (got {spec!r}); use {kind!r}"
             )
-        return kind, None
-    if not path:
+        return kind, None, {}
+    parts = path.split(",")
+    raw: list[str] = []
+    while len(parts) > 1 and _OPTION.fullmatch(parts[-1]):
+        raw.insert(0, parts.pop())
+    path = ",".join(parts)
+    if not path.strip():
         raise ValueError(f"spec: {kind} needs a folder, as '{kind}:PATH' (got {spec!r})")
-    return kind, Path(path).expanduser()
+    return kind, Path(path).expanduser(), _typed_options(kind, raw, spec)
+
+
+def _typed_options(kind: str, raw: list[str], spec: str) -> dict:
+    allowed = _OPTIONS.get(kind, {})
+    out: dict = {}
+    for part in raw:
+        key, _, text = (t.strip() for t in part.partition("="))
+        if key not in allowed:
+            valid = ", ".join(f"{k}=" for k in allowed) or "none"
+            raise ValueError(
+                f"spec: unknown option {key!r} for {kind} in {spec!r}; options of {kind}: {valid}"
+            )
+        if key in out:
+            raise ValueError(f"spec: option {key!r} given twice in {spec!r}")
+        bad = f"spec: {key}={text!r} in {spec!r}; expected {allowed[key]}"
+        if key == "binarize":
+            try:
+                value = parse_typed(text, (int,))
+            except ValueError as exc:
+                raise ValueError(bad) from exc
+            if not 0 <= value <= 254:
+                raise ValueError(bad)
+        else:
+            value = tuple(n.strip() for n in text.split("/"))
+            if len(value) < 2 or not all(value) or len(set(value)) < len(value):
+                raise ValueError(bad + ", distinct and non-empty")
+        out[key] = value
+    return out
+
+
+def _guess_kind(root: Path) -> str | None:
+    """The layout ``root`` looks like (cheap checks of its top level), or None."""
+    if not root.is_dir():
+        return None
+    if isic.find_split_folders(root):
+        return "isic"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
+        return "paddleseg"
+    if any(p.is_dir() and re.fullmatch(r"IMD\d+", p.name) for p in root.iterdir()):
+        return "ph2"
+    return None
+
+
+def _index(kind: str, root: Path, split: str, seed: int) -> Index:
+    """Index a file layout; a missing folder error names the layout ``root`` looks like."""
+    info = _KINDS[kind]
+    assert info.index is not None
+    if not root.exists():
+        raise MissingFolderError(
+            f"{root}: no such folder for {kind}; check the PATH of the data spec"
+        )
+    try:
+        return info.index(root, split, seed)
+    except MissingFolderError as exc:
+        guess = _guess_kind(root)
+        if guess is None or guess == kind:
+            raise
+        raise MissingFolderError(
+            f"{exc}; {root} looks like the {guess} layout: use the data spec '{guess}:{root}'"
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -167,12 +271,16 @@ def load_dataset(
             always in memory). Default ``False``.
 
     Returns:
-        :class:`SegDataset`; ``problems`` lists the pairs skipped while indexing.
+        :class:`SegDataset`; ``problems`` lists the pairs skipped while indexing (and, for
+        ``folder``, more than 8 inferred classes without ``names``).
 
     Raises:
         ValueError: a bad spec, size, split, policy or ``n``; or no usable pair (the
             message names the folder, what was expected and the first problems).
-        FileNotFoundError: ``PATH`` or an expected sub-folder is missing.
+        DatasetError: no usable pair, or masks that look lossy-compressed (``folder``
+            without ``binarize``); the message names the folder or file and the fix.
+        MissingFolderError: ``PATH`` or an expected sub-folder is missing (a
+            ``FileNotFoundError`` and a ``DatasetError``).
         TypeError: arguments of the wrong type.
 
     Example:
@@ -180,7 +288,7 @@ def load_dataset(
         >>> len(ds), ds[0]["image"].shape, ds.num_classes
         (7, torch.Size([3, 32, 32]), 2)
     """
-    kind, root = parse_spec(spec)
+    kind, root, options = _parse(spec)
     hw = parse_size(size) if size is not None else None
     check_choice("split", split, SPLITS)
     check_choice("resize", resize, RESIZE_POLICIES)
@@ -196,32 +304,51 @@ def load_dataset(
         # drawn at the target size: no resizing (and no padding) is needed
         return SegDataset(samples, kind=kind, size=hw, resize="resize", **info.classes)
 
-    assert root is not None and info.index is not None
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder for {kind}; check the PATH in {spec!r}")
-    found = info.index(root, split, int(seed))
+    assert root is not None
+    found = _index(kind, root, split, int(seed))
     samples = found.samples[: int(n)] if n is not None else found.samples
     if not samples:
         detail = "; ".join(found.problems[:5]) or "no image files matched the layout"
-        raise ValueError(
+        raise DatasetError(
             f"{root}: no usable image/mask pairs for {kind} (split {split!r}); "
             f"expected {_EXPECTED[kind]}. Found: {detail}"
         )
-    for msg in found.problems:
+    problems = list(found.problems)
+    decode = info.decode
+    if kind == "folder":
+        decode = folder.folder_decoder(options.get("binarize"))
+        classes = folder.infer_classes(samples, decode, options.get("names"))
+        problems += _many_classes(root, classes["class_names"], options)
+    else:
+        assert info.classes is not None
+        classes = info.classes
+    for msg in problems:
         log.warning("%s: %s", kind, msg)
     if found.problems:
         log.warning("%s: skipped %d problem(s) while indexing %s", kind, len(found.problems), root)
-    classes = info.classes or folder.infer_classes(samples)
     return SegDataset(
         samples,
         kind=kind,
-        decode=info.decode,
+        decode=decode,
         size=hw,
         resize=resize,
         cache=cache,
-        problems=found.problems,
+        problems=problems,
         **classes,
     )
+
+
+def _many_classes(root: Path, class_names: tuple[str, ...], options: dict) -> list[str]:
+    """A problem message when more than a handful of classes was inferred without names."""
+    k = len(class_names)
+    if "names" in options or k <= folder.MANY_CLASSES:
+        return []
+    return [
+        f"{root}: the masks hold class ids up to {k - 1} ({k} classes) and no class names "
+        "were given; if the masks are grey-level pictures (e.g. 0/255 saved with other "
+        "values), add ',binarize=127' to the data spec; if they hold class ids, name the "
+        "classes with ',names=background/...'"
+    ]
 
 
 _EXPECTED = {

@@ -18,6 +18,7 @@ Resuming (``resume=X``) restores that state and continues at the next epoch.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 import torch
 
+from segshield._checks import values_checked
 from segshield._deprecation import moved_names
 from segshield.choices import PRECISIONS
 from segshield.models.checkpoint import checkpoint_paths, save
@@ -99,7 +101,9 @@ def _train_epoch(
         if lr is not None:
             for group in opt.param_groups:
                 group["lr"] = lr
-        loss, weight = steps.loss(model, batch)
+        # the first batch's values are checked; later steps skip the check (no host sync)
+        with values_checked() if step else contextlib.nullcontext():
+            loss, weight = steps.loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

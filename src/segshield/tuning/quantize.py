@@ -69,7 +69,7 @@ def image_coefficients(images: torch.Tensor, pad: str = "edge") -> torch.Tensor:
         >>> round(c[0, 0, 0, 0, 0, 0].item(), 3)  # DC = 8 x block mean (127.5)
         1020.0
     """
-    check_images(images)
+    check_images(images, check_range=False)  # perturbations (any sign) too
     check_choice("pad", pad, PAD_MODES)
     padded, _ = pad_to_multiple(images * 255.0, 8, mode=pad)
     return block_dct(padded)

@@ -52,7 +52,7 @@ def pad_to_multiple(
         >>> tuple(y.shape), size
         ((1, 3, 224, 192), (223, 191))
     """
-    check_images(x, "x")
+    check_images(x, "x", check_range=False)  # also pads normalised or 0..255-scaled images
     check_number("multiple", multiple, low=1, integer=True)
     check_choice("mode", mode, PAD_MODES)
     return _pad_unchecked(x, int(multiple), mode)
