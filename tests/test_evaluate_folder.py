@@ -173,21 +173,36 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(ckpt, tmp_path,
     assert len(manifest["resumed"]) == 1
 
 
+_RACER = """
+import os, sys, time
+from pathlib import Path
+import segshield.evaluation  # the slow imports first, so that both runs start together
+from segshield.cli.main import main
+print("ready", flush=True)
+while not Path(os.environ["GO"]).exists():
+    time.sleep(0.002)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_two_runs_into_one_folder_stay_consistent(ckpt, tmp_path):
-    """Started together with different --defense: one runs, the other is refused (in use,
+    """Released together with different --defense: one runs, the other is refused (in use,
     or a different configuration when it comes second); the manifest matches the rows."""
-    out = tmp_path / "res"
+    out, go = tmp_path / "res", tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "segshield.cli.main", *_argv(ckpt, out, defense=d, limit=2)],
-            env=ENV,
+            [sys.executable, "-c", _RACER, *_argv(ckpt, out, defense=d, limit=2)],
+            env={**ENV, "GO": str(go)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for d in ("jpeg:q=75", "jpeg:q=50")
     ]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
     results = [(p.wait(), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close()
