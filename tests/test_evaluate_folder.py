@@ -27,12 +27,11 @@ ENV = {**os.environ, "PYTHONPATH": SRC, "SEGSHIELD_PROGRESS": "0", "OMP_NUM_THRE
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
+    """A seeded tiny segmentation checkpoint (its stem)."""
     from segshield.models import build_model, save
 
     torch.manual_seed(0)
-    stem = tmp_path_factory.mktemp("model") / "tiny"
-    save(build_model("small", num_classes=1, width=2), stem)
-    return stem
+    return save(build_model("small:width=2"), tmp_path_factory.mktemp("m") / "t")[0].with_suffix("")
 
 
 def _argv(ckpt: Path, out: Path, defense: str = "jpeg:q=75", limit: int = 4) -> list[str]:
