@@ -106,3 +106,12 @@ def test_choices_and_argument_parsing_do_not_import_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "torch-free"
+
+
+def test_eval_config_splits_are_the_choices():
+    from segshield.evaluation.config import EvalConfig
+
+    for split in choices.SPLITS:
+        assert EvalConfig(models=["m"], datasets=["d"], split=split).split == split
+    with pytest.raises(ValueError, match=", ".join(repr(s) for s in choices.SPLITS)):
+        EvalConfig(models=["m"], datasets=["d"], split="dev")

@@ -87,15 +87,21 @@ def test_tune_divides_one_split_into_disjoint_halves(checkpoint, tmp_path):
     assert data["config"]["n_val"] == 2 and data["config"]["n_heldout"] == 2
 
 
-def test_tune_paper_bound_is_recorded_with_its_value(checkpoint, tmp_path):
+def test_tune_paper_bound_is_recorded_with_its_value(checkpoint, tmp_path, capsys):
     out = tmp_path / "t.json"
     argv = ["tune", "--model", checkpoint, *COMMON, "--budget", "3", "--jpeg", ""]
     main([*argv, "--max-benign-loss", "paper", "--n", "60", "-o", str(out)])
     data = json.loads(out.read_text())
     assert data["config"]["n"] == 60 and data["config"]["n_val"] == 4
     # --n reaches the phantom generator: 6 phantoms leave one validation image.
-    with pytest.raises(ValueError, match="has 1 item"):
-        main([*argv, "--n", "6", "-o", str(tmp_path / "u.json")])
+    # A failure in the work is one line on stderr and exit 1 (no traceback).
+    capsys.readouterr()
+    assert main([*argv, "--n", "6", "-o", str(tmp_path / "u.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("segshield tune: error: ") and "has 1 item" in err
+    assert err.count("\n") == 1
+    with pytest.raises(ValueError, match="has 1 item"):  # --debug: the exception itself
+        main(["--debug", *argv, "--n", "6", "-o", str(tmp_path / "u.json")])
     assert data["config"]["max_benign_loss"] == "paper"
     paper = data["validation"]["paper"]["benign_loss"]
     assert data["config"]["benign_loss_bound"] == pytest.approx(paper)

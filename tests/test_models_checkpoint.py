@@ -293,3 +293,32 @@ def test_load_hands_classifier_checkpoints_to_load_classifier(tmp_path):
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(got(x), clf(x))
+
+
+def test_mismatched_weights_are_one_line_naming_the_first_difference(tmp_path):
+    from segshield.models.checkpoint import check_checkpoint
+
+    save(build_model("small", width=2), tmp_path / "m")
+    cfg = json.loads((tmp_path / "m.json").read_text())
+    cfg["arch_kwargs"]["width"] = 4
+    (tmp_path / "m.json").write_text(json.dumps(cfg))
+    for call in (load, check_checkpoint):
+        with pytest.raises(ValueError) as exc:
+            call(tmp_path / "m")
+        text = str(exc.value)
+        assert "\n" not in text and len(text) < 400
+        assert text.startswith(f"{tmp_path / 'm.safetensors'}: weights do not match")
+        assert "of another shape (first net.stem.0.weight: (2, 3, 3, 3) in the file" in text
+
+
+def test_check_checkpoint_reads_only_the_header(tmp_path):
+    from segshield.models.checkpoint import check_checkpoint
+
+    save(build_model("small", width=2), tmp_path / "m")
+    assert check_checkpoint(tmp_path / "m", task="segment")["arch_kwargs"] == {"width": 2}
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="m.safetensors: not a safetensors file"):
+        check_checkpoint(tmp_path / "m")
+    with pytest.raises(ValueError, match="a segmentation checkpoint, not a classifier one"):
+        check_checkpoint(tmp_path / "m", task="classify")

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segshield.choices import DEVICE_CHOICES, SPLITS
@@ -36,6 +39,7 @@ __all__ = [
     "add_seed",
     "add_size",
     "add_split",
+    "check_writable_folder",
     "device_arg",
     "exit_code",
 ]
@@ -66,12 +70,58 @@ def device_arg(name: str, flag: str = "--device") -> torch.device:
     """The ``torch.device`` of a ``--device`` value (imports torch).
 
     Raises:
-        ValueError: not a CPU/CUDA device name, or CUDA without a CUDA device (the
-            message names ``flag``).
+        ValueError: not a CPU/CUDA device name, CUDA without a CUDA device, or a CUDA
+            index this machine does not have (the message names ``flag``).
     """
+    import torch
+
     from segshield.utils.device import resolve_device
 
-    return resolve_device(name, arg=flag)
+    device = resolve_device(name, arg=flag)
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(
+                f"{flag}: {name!r} names CUDA device {device.index}, but this machine has "
+                f"{count} (cuda:0..cuda:{count - 1}); use one of those or cuda"
+            )
+    return device
+
+
+def check_writable_folder(folder: str | Path, flag: str = "-o") -> Path:
+    """Create ``folder`` (with its parents) and check a file can be written in it.
+
+    Called last in a command's ``validate`` so that a bad output place fails before any
+    work, not on the first write after it.
+
+    Args:
+        folder: the output folder (or the folder of an output file).
+        flag: the argument that named it, for the message.
+
+    Returns:
+        ``folder`` as a ``Path``.
+
+    Raises:
+        ValueError: the folder cannot be created or written to (the message names it,
+            the reason and the fix).
+
+    Example:
+        >>> import tempfile
+        >>> check_writable_folder(tempfile.mkdtemp()).is_dir()
+        True
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".segshield-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"{flag}: cannot write to {folder} ({reason}); choose a folder you can write to"
+        ) from None
+    return folder
 
 
 def add_model(p: Parser, help: str, *, repeat: bool = False) -> None:

@@ -18,7 +18,9 @@ import json
 import logging
 from pathlib import Path
 
-from segshield.cli.tune import SPLITS, check_common_args, input_parser, input_record
+from segshield.choices import SPLITS
+from segshield.cli import _common as common
+from segshield.cli.tune import check_common_args, input_parser, input_record
 
 __all__ = ["add_parser", "validate", "run"]
 
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = input_parser(sub, "analyze", help, __doc__)
     p.add_argument("--split", default="val", choices=SPLITS)
     p.add_argument("--step", type=float, default=30.0, help="quantisation step (default 30)")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    common.add_output(p, "output folder")
     return p
 
 
@@ -49,6 +51,7 @@ def validate(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {args.output!r} exists and is not a folder")
+    common.check_writable_folder(out, "--output")
 
 
 def run(args: argparse.Namespace) -> int:

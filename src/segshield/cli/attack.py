@@ -102,14 +102,15 @@ def validate(args: argparse.Namespace) -> None:
     """Check every argument before any expensive work.
 
     Raises:
-        ValueError: a bad attack, target, defence, device or number, --adaptive or --eot
-            without --defense, or an output folder that is an input.
+        ValueError: a bad attack, target, defence, device or number, a checkpoint whose
+            weights do not fit its JSON, --adaptive or --eot without --defense, or an
+            output folder that is an input or cannot be written.
         FileNotFoundError: the checkpoint or the data folder is missing.
     """
     from segshield._checks import check_choice, check_number
     from segshield.attacks.target_spec import check_attack_target, parse_target
     from segshield.data import parse_spec as parse_data_spec
-    from segshield.models import read_config
+    from segshield.models.checkpoint import check_checkpoint
 
     check_number("--seed", args.seed, low=0, integer=True)
     try:
@@ -124,7 +125,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.eot > 1 and args.adaptive is None:
         raise ValueError("--eot: EOT averages over a defence's randomness; needs --adaptive")
     _build_defense(args)
-    read_config(args.model)  # FileNotFoundError / ValueError name the file
+    check_checkpoint(args.model)  # FileNotFoundError / ValueError name the file
     _, root = parse_data_spec(args.data)
     if root is not None and not root.exists():
         raise FileNotFoundError(f"--data: {root}: no such folder")
@@ -144,6 +145,7 @@ def validate(args: argparse.Namespace) -> None:
         r, o = root.resolve(), out.resolve()
         if o == r or r in o.parents:
             raise ValueError(f"-o: {out} is inside the input data folder {root}; choose another")
+    common.check_writable_folder(out, "-o")
 
 
 def _manifest(args, attack, defense, device, n: int, failed: list[str]) -> dict[str, Any]:

@@ -134,29 +134,51 @@ def check_model_paths(models: list[str], flag: str = "--model") -> None:
             )
 
 
-def _check_data_paths(specs: list[str]) -> None:
+def _check_data_specs(specs: list[str]) -> None:
+    """Each ``--data`` spec names a known kind and, for a folder layout, an existing folder."""
+    from segshield.data import parse_spec
+
     for spec in specs:
-        _, sep, path = spec.partition(":")
-        if sep and not Path(path).exists():
+        try:
+            _, path = parse_spec(spec)
+        except ValueError as exc:
+            raise ValueError(f"--data: {exc}") from None
+        if path is not None and not path.exists():
             raise FileNotFoundError(f"--data: {spec}: no such folder {path}; check the path")
 
 
 def validate(args: argparse.Namespace) -> None:
-    """Check every argument before any work; the config is kept on ``args``.
+    """Check every argument before any work, then lock the results folder.
+
+    The lock (:func:`segshield.evaluation.lock.lock_folder`) is kept on ``args`` and held
+    until :func:`run` ends, so no other process writes the folder in between.
 
     Raises:
-        ValueError: bad settings, unknown attack/defence specs, or a results folder that
-            holds a different run.
+        ValueError: bad settings, unknown data kinds or attack/defence specs, a checkpoint
+            whose weights do not fit its JSON, an unusable device, an output that cannot
+            be written, or a results folder that holds rows of a different run.
+        FolderBusyError: another process writes to the results folder.
         FileNotFoundError: missing config, checkpoint or data folder.
     """
     from segshield.attacks import get_attack
     from segshield.defenses import get_defense
+    from segshield.evaluation.lock import lock_folder
     from segshield.evaluation.store import ResultStore
+    from segshield.models.checkpoint import check_checkpoint
 
     cfg = config_from_args(args)
     check_model_paths(cfg.models)
-    _check_data_paths(cfg.datasets)
+    _check_data_specs(cfg.datasets)
     check_model_paths(cfg.classifiers, "--classifier")
+    for flag, specs, task in (
+        ("--model", cfg.models, "segment"),
+        ("--classifier", cfg.classifiers, "classify"),
+    ):
+        for spec in specs:
+            try:
+                check_checkpoint(spec, task=task)
+            except ValueError as exc:
+                raise ValueError(f"{flag}: {exc}") from None
     for spec in [*cfg.attacks, *cfg.adaptive, *cfg.classifier_attacks]:
         get_attack(spec)
     for spec in cfg.defenses:
@@ -165,14 +187,13 @@ def validate(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")
+    if args.report is not None:
+        common.check_writable_folder(Path(args.report).parent, "--report")
+    common.check_writable_folder(out, "-o")
+    args._lock = lock_folder(out)
     if (out / "manifest.json").is_file():
         with ResultStore(out) as store:
-            old = (store.manifest() or {}).get("config_digest")
-        if old != cfg.digest():
-            raise ValueError(
-                f"--output: {out} holds a run with a different configuration; "
-                "use another folder, or the same settings to resume"
-            )
+            store.check_config(cfg.to_dict(), cfg.digest())
     args._config = cfg
 
 
@@ -183,13 +204,17 @@ def run(args: argparse.Namespace) -> int:
     from segshield.evaluation.summary import format_summary, summarize
 
     cfg = args._config if hasattr(args, "_config") else config_from_args(args)
-    store = run_evaluation(cfg, args.output)
     try:
-        print(format_summary(summarize(store.rows()), "md"))
-        if args.report:
-            path = render_report(store, args.report)
-            log.info("report written to %s", path)
+        store = run_evaluation(cfg, args.output)
+        try:
+            print(format_summary(summarize(store.rows()), "md"))
+            if args.report:
+                path = render_report(store, args.report)
+                log.info("report written to %s", path)
+        finally:
+            store.close()
     finally:
-        store.close()
+        if hasattr(args, "_lock"):
+            args._lock.release()
     log.info("results in %s", args.output)
     return 0

@@ -11,6 +11,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from segshield.choices import REPORT_FORMATS, REPORT_TABLES
+from segshield.cli import _common as common
+
 __all__ = ["add_parser", "validate", "run"]
 
 log = logging.getLogger(__name__)
@@ -22,13 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "report", help="HTML report or summary table of evaluation results", description=__doc__
     )
     p.add_argument("results", help="results folder written by `segshield evaluate -o`")
-    p.add_argument("-o", "--output", help="HTML file to write")
-    p.add_argument(
-        "--format", choices=("md", "csv", "json"), help="print the summary in this format"
-    )
+    common.add_output(p, "HTML file to write", required=False)
+    p.add_argument("--format", choices=REPORT_FORMATS, help="print the summary in this format")
     p.add_argument(
         "--table",
-        choices=("results", "classifier"),
+        choices=REPORT_TABLES,
         default="results",
         help="summary printed by --format: segmentation results or classifier rows",
     )
@@ -56,10 +57,12 @@ def validate(args: argparse.Namespace) -> None:
 
     Raises:
         FileNotFoundError: no results database in ``results``.
-        ValueError: neither ``-o`` nor ``--format``, a negative ``--examples``, or an
-            output path inside the results' database.
+        ValueError: neither ``-o`` nor ``--format``, a negative ``--examples``, an
+            output path inside the results' database or in a folder that cannot be
+            written, or a damaged results database.
     """
     from segshield._checks import check_number
+    from segshield.evaluation.store import ResultStore
 
     db = Path(args.results) / "results.sqlite"
     if not db.is_file():
@@ -83,6 +86,9 @@ def validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--output: {out} is a folder; expected an HTML file name")
         if out.resolve() in (db.resolve(), (Path(args.results) / "manifest.json").resolve()):
             raise ValueError(f"--output: {out} would overwrite the results; choose another file")
+    ResultStore(args.results, readonly=True).close()  # a damaged database fails here
+    if args.output is not None:
+        common.check_writable_folder(Path(args.output).parent, "--output")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ Example::
     segshield train --data isic:/data/isic2017 ... --epochs 40 -o runs/isic --resume runs/isic
 
 Writes ``CKPT.safetensors`` + ``CKPT.json`` (best epoch by validation Dice) and
-``CKPT.state.safetensors`` + ``CKPT.state.json`` (last epoch, for ``--resume``).
+``CKPT.state.safetensors`` + ``CKPT.state.json`` (last epoch, for ``--resume``). An
+existing checkpoint at ``CKPT`` is refused unless ``--overwrite`` (or ``--resume CKPT``).
 ``--resume`` may name the output itself: training continues in place. With the same
 ``--epochs`` a resumed run follows the interrupted one exactly (per-epoch seeds, a
 cosine learning-rate schedule computed from the step); a larger ``--epochs`` extends
@@ -21,6 +22,9 @@ import argparse
 import json
 import logging
 from pathlib import Path
+
+from segshield.choices import DEVICE_CHOICES, PRECISIONS, TRAIN_TASKS
+from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "parse_size"]
 
@@ -71,10 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--size", default="128", metavar="S|HxW", help="input size (default 128, e.g. 192x256)"
     )
     p.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
-    p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint stem")
-    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    common.add_output(p, "checkpoint stem", metavar="CKPT")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing checkpoint at CKPT"
+    )
+    common.add_batch_size(p, 8, help="batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    common.add_seed(p, 0, help="random seed")
     p.add_argument(
         "--resume",
         metavar="CKPT",
@@ -90,11 +97,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=("segment", "classify"),
+        choices=TRAIN_TASKS,
         default="segment",
         help="segment (default) or classify (glaucoma/melanoma classifier)",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto")
     p.add_argument(
         "--workers",
         type=int,
@@ -103,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
         default="fp32",
         help="fp32 (default) or bf16: bfloat16 autocast for the training passes, faster on "
         "CPUs with AVX-512 BF16 and on recent GPUs (checkpoint stays float32)",
@@ -124,13 +131,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace) -> None:
-    """Check every argument before any data is read or a model is built.
+    """Check every argument before any data is read or a model is trained.
 
     Raises:
-        ValueError: an argument is malformed or out of range (the message names it).
+        ValueError: an argument is malformed or out of range, the model spec has an
+            unknown setting, the output cannot be written or holds a checkpoint (without
+            ``--overwrite``), or the resume state is damaged (the message names it).
         FileNotFoundError: the data folder or the resume state is missing.
     """
-    from segshield._checks import check_choice
     from segshield.data import parse_spec
 
     _, path = parse_spec(args.data)
@@ -143,36 +151,52 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
     if not args.lr > 0:
         raise ValueError(f"--lr: expected a number > 0, got {args.lr}")
-    from segshield.utils.device import resolve_device
-
-    resolve_device(args.device, arg="--device")
+    common.device_arg(args.device)
     out = Path(args.output)
     if out.suffix in (".safetensors", ".json"):
         out = out.with_suffix("")
     if out.exists() and out.is_dir():
         raise ValueError(f"-o: {out} is a folder; give a file stem such as {out}/model")
     args.output = str(out)
-    from segshield.models import list_models, parse_model_spec
-
     if args.task == "classify":
-        if args.model is None:
-            args.model = "cnn"
-        check_choice("--model", parse_model_spec(args.model)[0], list_models("classify"))
-        for flag, value in (
-            ("--resume", args.resume),
-            ("--val-split", args.val_split),
-            ("--workers", args.workers),
-            ("--n", args.n),
-            ("--precision", None if args.precision == "fp32" else args.precision),
-            ("--channels-last", args.channels_last or None),
-        ):
-            if value is not None:
-                raise ValueError(f"{flag}: not supported with --task classify")
-        return
+        _validate_classify(args)
+    else:
+        _validate_segment(args, path)
+    _check_output(args)
+
+
+def _check_model_spec(spec: str, task: str) -> None:
+    """Build the model of ``--model`` once (CPU, default classes) to check its settings."""
+    from segshield._checks import check_choice
+    from segshield.models import build_model, list_models, parse_model_spec
+
+    check_choice("--model", parse_model_spec(spec)[0], list_models(task))
+    try:
+        build_model(spec, task=task)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--model: {spec}: {exc}") from None
+
+
+def _validate_classify(args: argparse.Namespace) -> None:
+    if args.model is None:
+        args.model = "cnn"
+    _check_model_spec(args.model, "classify")
+    for flag, value in (
+        ("--resume", args.resume),
+        ("--val-split", args.val_split),
+        ("--workers", args.workers),
+        ("--n", args.n),
+        ("--precision", None if args.precision == "fp32" else args.precision),
+        ("--channels-last", args.channels_last or None),
+    ):
+        if value is not None:
+            raise ValueError(f"{flag}: not supported with --task classify")
+
+
+def _validate_segment(args: argparse.Namespace, path: Path | None) -> None:
     if args.model is None:
         args.model = "unet"
-    name, _ = parse_model_spec(args.model)
-    check_choice("--model", name, list_models())
+    _check_model_spec(args.model, "segment")
     if args.val_split is not None and not 0 < args.val_split < 1:
         raise ValueError(f"--val-split: expected a fraction in (0, 1), got {args.val_split}")
     if args.workers is not None and args.workers < 0:
@@ -181,12 +205,35 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--n: expected at least 2 phantoms or 1 real item, got {args.n}")
     if args.resume is not None:
         from segshield.training import state_paths
+        from segshield.training.state import check_state
 
         for p in state_paths(args.resume):
             if not p.is_file():
                 raise FileNotFoundError(
                     f"--resume: {p} not found; give the -o stem of an earlier segshield train run"
                 )
+        try:
+            check_state(args.resume)
+        except ValueError as exc:
+            raise ValueError(f"--resume: {exc}") from None
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """The stem's folder can be written, and no checkpoint there is replaced by accident."""
+    from segshield.models.checkpoint import checkpoint_paths
+    from segshield.training import state_paths
+
+    out = Path(args.output)
+    resuming_here = args.resume is not None and (
+        state_paths(args.resume)[0].resolve() == state_paths(out)[0].resolve()
+    )
+    existing = [p for p in (*checkpoint_paths(out), *state_paths(out)) if p.is_file()]
+    if existing and not (args.overwrite or resuming_here):
+        raise ValueError(
+            f"-o: {existing[0]} exists (an earlier run's checkpoint); pass --overwrite to "
+            f"replace it, --resume {out} to continue that run, or choose another stem"
+        )
+    common.check_writable_folder(out.parent, "-o")
 
 
 def _load_splits(args: argparse.Namespace):

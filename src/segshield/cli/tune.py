@@ -27,6 +27,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from segshield.choices import SPLITS, TABLE_PAD_MODES
+from segshield.cli import _common as common
+
 __all__ = [
     "add_parser",
     "validate",
@@ -43,8 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("segshield.cli.tune")
-
-SPLITS = ("train", "val", "test", "all")
 
 
 def input_parser(
@@ -64,18 +65,18 @@ def input_parser(
         description=doc.split("Example::")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="checkpoint (X, X.safetensors or X.json)")
-    p.add_argument("--data", required=True, help="data set spec KIND[:PATH], e.g. phantom-derm")
+    common.add_model(p, "checkpoint (X, X.safetensors or X.json)")
+    common.add_data(p, "data set spec KIND[:PATH], e.g. phantom-derm")
     p.add_argument("--attack", default="asma", help="attack spec (default asma)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--limit", type=int, default=None, help="at most N images per split")
+    common.add_seed(p)
+    common.add_limit(p, "at most N images per split")
     p.add_argument(
         "--n", type=int, default=None, help="phantoms: images generated before the split (200)"
     )
-    p.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
-    p.add_argument("--pad", default="edge", choices=("edge", "zero"), help="FR padding")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward (32)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    common.add_size(p, "image side (default: the model's)")
+    p.add_argument("--pad", default="edge", choices=TABLE_PAD_MODES, help="FR padding")
+    common.add_batch_size(p, 32, help="images per forward")
+    common.add_device(p)
     return p
 
 
@@ -119,7 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val", choices=SPLITS, help="search split (val)")
     p.add_argument("--heldout-split", default="test", choices=SPLITS, help="report split (test)")
     p.add_argument("--jpeg", default="50,75,90", help="JPEG qualities to compare (50,75,90)")
-    p.add_argument("-o", "--output", required=True, help="output table JSON")
+    common.add_output(p, "output table JSON")
     return p
 
 
@@ -163,7 +164,6 @@ def check_common_args(args: argparse.Namespace) -> None:
     ``args.device`` becomes a ``torch.device`` (``auto`` resolved).
     """
     from segshield._checks import check_number
-    from segshield.utils.device import resolve_device
 
     if not checkpoint_exists(args.model):
         raise FileNotFoundError(
@@ -187,7 +187,7 @@ def check_common_args(args: argparse.Namespace) -> None:
         from segshield.attacks import get_attack
 
         get_attack(args.attack)
-    args.device = resolve_device(args.device, arg="--device")
+    args.device = common.device_arg(args.device)
 
 
 def parse_bound(text: str | float) -> float | str:
@@ -238,6 +238,7 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
     if out.is_dir():
         raise ValueError(f"--output: {args.output!r} is a folder; name a .json file")
+    common.check_writable_folder(out.parent, "--output")
     if args.resume and not _cache_path(out).is_file():
         log.info("--resume: no cache at %s yet; starting one", _cache_path(out))
 

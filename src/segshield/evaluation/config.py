@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from segshield._checks import check_choice, check_number
+from segshield.choices import SPLITS
 
 __all__ = ["EvalConfig", "load_config"]
-
-_SPLITS = ("all", "train", "val", "test")
 
 
 @dataclass
@@ -39,7 +38,7 @@ class EvalConfig:
             ``"other-gt"``: another image's ground truth), or ``None`` for untargeted
             attacks. Default ``"other-gt"``.
         size: image side passed to the loader, or ``None`` for the model's input size.
-        split: dataset split, one of ``all, train, val, test``. Default ``"val"``.
+        split: dataset split, one of ``train, val, test, all``. Default ``"val"``.
         limit: at most this many samples per dataset (>= 1), or ``None`` for all.
         n: passed to ``load_dataset(n=)``: phantoms: images generated before the split
             (must match the training run so the splits agree); real data: the first
@@ -121,7 +120,7 @@ class EvalConfig:
             raise ValueError("attacks: expected at least one attack, got none; pass --attack")
         if "none" not in self.defenses:
             self.defenses.append("none")
-        check_choice("split", self.split, _SPLITS)
+        check_choice("split", self.split, SPLITS)
         check_choice("pairing", self.pairing, ("cross", "zip"))
         if self.pairing == "zip" and len(self.models) != len(self.datasets):
             raise ValueError(

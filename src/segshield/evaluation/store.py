@@ -5,8 +5,12 @@ package versions, git commit when available, machine). Rows are committed in ato
 transactions, and the key ``(model, dataset, attack, adaptive, defense, sample)`` is
 unique, so a killed run re-run with the same configuration continues where it stopped:
 finished rows are neither recomputed (the harness asks :meth:`ResultStore.done_keys`)
-nor duplicated. Metric columns are added as they appear; rounding happens only when
-rendering. SQLite stores NaN as NULL; rows read back turn NULL metrics into NaN.
+nor duplicated. A store opened for writing holds the folder's lock
+(:func:`~segshield.evaluation.lock.lock_folder`): a second writer is refused, naming the
+process that holds it. A folder whose run wrote no row yet takes a new configuration; one
+with rows refuses it, naming the settings that differ. Metric columns are added as they
+appear; rounding happens only when rendering. SQLite stores NaN as NULL; rows read back
+turn NULL metrics into NaN.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from segshield.errors import UsageError
+from segshield.evaluation.lock import lock_folder
 from segshield.utils.imageio import atomic_write_bytes
 
 __all__ = ["KEY_COLUMNS", "ResultStore", "build_manifest", "RowKey"]
@@ -116,6 +122,9 @@ class ResultStore:
 
     Raises:
         FileNotFoundError: ``readonly`` and the folder holds no ``results.sqlite``.
+        FolderBusyError: (writing) another process writes to the folder.
+        ValueError: ``results.sqlite`` is not a readable SQLite database (damaged,
+            truncated, or another file).
 
     Example:
         >>> import tempfile
@@ -129,6 +138,8 @@ class ResultStore:
     def __init__(self, folder: str | Path, *, readonly: bool = False) -> None:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
+        self.readonly = readonly
+        self._lock = None
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(
@@ -137,24 +148,40 @@ class ResultStore:
                 )
             self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         else:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_folder(self.folder)
             self._conn = sqlite3.connect(self.path)
+        try:
+            self._check_database()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_database(self) -> None:
+        """Check the file is a whole SQLite database; create the tables when writing."""
+        try:
+            (verdict,) = self._conn.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+            if self.readonly:
+                return
             keys = ", ".join(
                 f"{k} {'INTEGER' if k == 'adaptive' else 'TEXT'} NOT NULL" for k in KEY_COLUMNS
             )
             pk = ", ".join(KEY_COLUMNS)
             with self._conn:
-                self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS results ({keys}, PRIMARY KEY ({pk}))"
-                )
-                self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS classifier ({keys}, PRIMARY KEY ({pk}))"
-                )
+                for table in ("results", "classifier"):
+                    self._conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} ({keys}, PRIMARY KEY ({pk}))"
+                    )
                 self._conn.execute(
                     f"CREATE TABLE IF NOT EXISTS examples ({keys}, kind TEXT NOT NULL, "
                     f"png BLOB NOT NULL, PRIMARY KEY ({pk}, kind))"
                 )
-        self.readonly = readonly
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(
+                f"results: {self.path} is not a readable SQLite database ({exc}): damaged, "
+                "truncated or another file; move it away and run `segshield evaluate` again"
+            ) from exc
 
     # -- manifest -----------------------------------------------------------------
     @property
@@ -179,16 +206,17 @@ class ResultStore:
             ``True`` when an earlier run with this configuration is resumed.
 
         Raises:
-            ValueError: the folder holds a run with a different configuration.
+            UsageError: the folder holds rows of a run with a different configuration.
         """
         old = self.manifest()
+        if old is not None and not self.check_config(config, digest):
+            log.warning(
+                "results: %s holds a run of another configuration that wrote no row; "
+                "starting this run in its place",
+                self.folder,
+            )
+            old = None
         if old is not None:
-            if old.get("config_digest") != digest:
-                raise ValueError(
-                    f"results: {self.folder} holds a run with a different configuration "
-                    f"(digest {old.get('config_digest')}, now {digest}); use another -o folder "
-                    "or re-run with the same settings to resume"
-                )
             old.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             self._write_manifest(old)
             return True
@@ -196,6 +224,43 @@ class ResultStore:
         manifest["config_digest"] = digest
         self._write_manifest(manifest)
         return False
+
+    def check_config(self, config: dict[str, Any], digest: str) -> bool:
+        """Whether this folder's run can be resumed with ``config``.
+
+        Args:
+            config: the new run's settings (plain JSON).
+            digest: hash of ``config``.
+
+        Returns:
+            ``True`` when the folder holds a run with this configuration, ``False`` when
+            it holds none, or one that wrote no row yet (its manifest will be replaced).
+
+        Raises:
+            UsageError: the folder holds rows of a run with another configuration (the
+                message names the settings that differ).
+        """
+        old = self.manifest()
+        if old is None:
+            return False
+        if old.get("config_digest") == digest:
+            return True
+        rows = self._row_count()
+        if rows == 0:
+            return False
+        changed = _differences(old.get("config") or {}, config)
+        raise UsageError(
+            f"results: {self.folder} holds {rows} row(s) of a run with a different "
+            f"configuration ({changed}); use another -o folder, or the same settings to resume"
+        )
+
+    def _row_count(self) -> int:
+        """Rows of both tables (a table missing from an old read-only store counts 0)."""
+        return sum(
+            int(self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+            for t in ("results", "classifier")
+            if self._columns(t)
+        )
 
     def update_manifest(self, **fields: Any) -> None:
         """Merge ``fields`` into the manifest (e.g. model descriptions), atomically."""
@@ -302,14 +367,31 @@ class ResultStore:
         return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection and release the folder's lock."""
         self._conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``name: OLD in the folder, NEW now; ...`` for the settings that differ."""
+
+    def show(value: Any) -> str:
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not names:
+        return "the same settings, written by another segshield version"
+    return "; ".join(
+        f"{k}: {show(old.get(k))} in the folder, {show(new.get(k))} now" for k in names
+    )
 
 
 def _table(name: str) -> str:

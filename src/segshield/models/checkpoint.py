@@ -29,6 +29,8 @@ __all__ = [
     "read_config",
     "read_json",
     "read_safetensors",
+    "check_checkpoint",
+    "weights_mismatch",
     "FORMAT",
     "FORMAT_VERSION",
 ]
@@ -218,6 +220,11 @@ def load(
         >>> load(stem + ".json").num_classes
         1
     """
+    return restore(path, _task_config(path, task), map_location=map_location)
+
+
+def _task_config(path: str | Path, task: str | None) -> dict[str, Any]:
+    """:func:`read_config`, plus a known task (``task`` when given) and architecture."""
     config = read_config(path)
     _, json_path = checkpoint_paths(path)
     found = config.get("task", SEGMENT)
@@ -233,7 +240,115 @@ def load(
             f"{json_path}: unknown architecture {config['architecture']!r}; valid "
             f"{_KIND[found]} architectures: {', '.join(list_models(found))}"
         )
-    return restore(path, config, map_location=map_location)
+    return config
+
+
+def check_checkpoint(path: str | Path, *, task: str | None = None) -> dict[str, Any]:
+    """Check a checkpoint before any work: its JSON, and that its weights fit it.
+
+    Reads the JSON and only the header (names and shapes) of the safetensors file, and
+    builds the network of the JSON on the CPU to compare; no weights are read.
+
+    Args:
+        path: ``X``, ``X.safetensors`` or ``X.json``.
+        task: ``"segment"`` or ``"classify"`` to insist on that kind, or None for either.
+
+    Returns:
+        The checked JSON config.
+
+    Raises:
+        FileNotFoundError: one of the two files is missing.
+        ValueError: as :func:`load`; the message is one line naming the file.
+
+    Example:
+        >>> from segshield.models import build_model
+        >>> import tempfile, os
+        >>> stem = os.path.join(tempfile.mkdtemp(), "m")
+        >>> _ = save(build_model("small", width=4), stem)
+        >>> check_checkpoint(stem)["architecture"]
+        'small'
+    """
+    from safetensors import SafetensorError, safe_open
+
+    config = _task_config(path, task)
+    weights_path, json_path = checkpoint_paths(path)
+    _check_weights_file(weights_path, json_path)
+    try:
+        with safe_open(str(weights_path), "pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except SafetensorError as exc:
+        raise ValueError(
+            f"{weights_path}: not a safetensors file ({exc}); segshield never loads pickles"
+        ) from exc
+    model = _build(config, json_path)
+    problem = weights_mismatch(model.state_dict(), shapes)
+    if problem:
+        raise ValueError(_mismatch_message(weights_path, json_path, problem))
+    return config
+
+
+def weights_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """One line on how the tensors ``found`` differ from a model's ``expected`` state, or None.
+
+    Args:
+        expected: name -> tensor (or shape) the model needs.
+        found: name -> tensor (or shape) in the file.
+
+    Returns:
+        ``None`` when names and shapes agree; else counts of the missing, unexpected and
+        reshaped tensors, each with its first example.
+
+    Example:
+        >>> weights_mismatch({"a": (2,), "b": (3,)}, {"a": (4,), "c": (1,)})
+        '1 missing (first b), 1 unexpected (first c), 1 of another shape (first a: (4,) in the file, (2,) expected)'
+    """  # noqa: E501
+    shape = {k: tuple(getattr(v, "shape", v)) for k, v in expected.items()}
+    got = {k: tuple(getattr(v, "shape", v)) for k, v in found.items()}
+    missing = [k for k in shape if k not in got]
+    extra = [k for k in got if k not in shape]
+    reshaped = [k for k in shape if k in got and got[k] != shape[k]]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected (first {extra[0]})")
+    if reshaped:
+        k = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} of another shape (first {k}: {got[k]} in the file, "
+            f"{shape[k]} expected)"
+        )
+    return ", ".join(parts) or None
+
+
+def _mismatch_message(weights_path: Path, json_path: Path, problem: str) -> str:
+    return (
+        f"{weights_path}: weights do not match the network described by {json_path.name} "
+        f"({problem}); the two files come from different models: keep each "
+        ".safetensors with the .json written beside it"
+    )
+
+
+def _check_weights_file(weights_path: Path, json_path: Path) -> None:
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path}: checkpoint weights not found next to {json_path}")
+
+
+def _build(config: dict[str, Any], json_path: Path, build: Any = build_model) -> torch.nn.Module:
+    """The network of a checked config (random weights)."""
+    try:
+        return build(
+            config["architecture"],
+            task=config.get("task", SEGMENT),
+            num_classes=config["num_classes"],
+            in_channels=config["in_channels"],
+            mean=config["mean"],
+            std=config["std"],
+            class_names=config["class_names"],
+            **config["arch_kwargs"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{json_path}: invalid model settings ({exc})") from exc
 
 
 def restore(
@@ -260,28 +375,13 @@ def restore(
             match the architecture.
     """
     weights_path, json_path = checkpoint_paths(path)
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path}: checkpoint weights not found next to {json_path}")
+    _check_weights_file(weights_path, json_path)
     state = read_safetensors(weights_path)
-    try:
-        model = build(
-            config["architecture"],
-            task=config.get("task", SEGMENT),
-            num_classes=config["num_classes"],
-            in_channels=config["in_channels"],
-            mean=config["mean"],
-            std=config["std"],
-            class_names=config["class_names"],
-            **config["arch_kwargs"],
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{json_path}: invalid model settings ({exc})") from exc
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{weights_path}: weights do not match the architecture in {json_path.name} ({exc})"
-        ) from exc
+    model = _build(config, json_path, build)
+    problem = weights_mismatch(model.state_dict(), state)
+    if problem:
+        raise ValueError(_mismatch_message(weights_path, json_path, problem))
+    model.load_state_dict(state, strict=True)
     keep = {k: v for k, v in config.items() if k not in ("format", "format_version")}
     model.config.update({k: v for k, v in keep.items() if k not in ("mean", "std")})
     return model.to(map_location).eval()

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from segshield.models.checkpoint import read_json, read_safetensors, stem_paths
+from segshield.models.checkpoint import read_json, read_safetensors, stem_paths, weights_mismatch
 from segshield.utils.imageio import atomic_write_bytes
 
-__all__ = ["state_paths", "save_state", "load_state", "STATE_FORMAT"]
+__all__ = ["state_paths", "save_state", "load_state", "check_state", "STATE_FORMAT"]
 
 STATE_FORMAT = "segshield-train-state"
 _KEYS = ("epoch", "param_groups", "history", "best_score", "architecture")
@@ -58,14 +58,32 @@ def save_state(
     atomic_write_bytes(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_state(resume: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore the weights and optimiser state saved by :func:`save_state`; return its meta.
+def check_state(resume: str | Path) -> dict[str, Any]:
+    """Check a training state before any work: its JSON, and that its weights file is whole.
+
+    Reads the JSON and the header of the safetensors file (a truncated or damaged file
+    fails here), not the tensors.
+
+    Args:
+        resume: the ``-o`` stem of the run that wrote the state.
+
+    Returns:
+        The state's JSON (epoch, history, settings, ...).
 
     Raises:
         FileNotFoundError: a state file is missing.
-        ValueError: not a segshield training state, a missing key, or a state for another
-            architecture or of other weights.
+        ValueError: not a segshield training state, a missing key, or a damaged file
+            (the message names the file).
+
+    Example:
+        >>> import tempfile, os
+        >>> check_state(os.path.join(tempfile.mkdtemp(), "none"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ...none.state.safetensors: training state not found; ...
     """
+    from safetensors import SafetensorError, safe_open
+
     wpath, jpath = state_paths(resume)
     for p in (wpath, jpath):
         if not p.is_file():
@@ -79,6 +97,27 @@ def load_state(resume: Path, model: torch.nn.Module, opt: torch.optim.Optimizer)
     for key in _KEYS:
         if key not in meta:
             raise ValueError(f"{jpath}: missing key {key!r}")
+    try:
+        with safe_open(str(wpath), "pt") as fh:
+            fh.keys()
+    except SafetensorError as exc:
+        raise ValueError(
+            f"{wpath}: damaged training state ({exc}); resume from an intact copy or "
+            "train again without --resume"
+        ) from exc
+    return meta
+
+
+def load_state(resume: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the weights and optimiser state saved by :func:`save_state`; return its meta.
+
+    Raises:
+        FileNotFoundError: a state file is missing.
+        ValueError: not a segshield training state, a missing key, or a state for another
+            architecture or of other weights.
+    """
+    wpath, jpath = state_paths(resume)
+    meta = check_state(resume)
     arch = getattr(model, "config", {}).get("architecture")
     if meta["architecture"] != arch:
         raise ValueError(
@@ -87,10 +126,13 @@ def load_state(resume: Path, model: torch.nn.Module, opt: torch.optim.Optimizer)
         )
     tensors = read_safetensors(wpath)
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(model_sd, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{wpath}: weights do not match the model ({exc})") from exc
+    problem = weights_mismatch(model.state_dict(), model_sd)
+    if problem:
+        raise ValueError(
+            f"{wpath}: weights do not match the model ({problem}); resume with the same "
+            "--model settings as the run that wrote it"
+        )
+    model.load_state_dict(model_sd, strict=True)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
