@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "segshield.cli.reproduce",
     "analyze": "segshield.cli.analyze",
     "tune": "segshield.cli.tune",
+    "export": "segshield.cli.export",
 }
 
 log = logging.getLogger("segshield")

@@ -258,7 +258,7 @@ def _tiles(
     keep = tile == 0
     inv = torch.where(keep, torch.zeros_like(tile), 1 / tile)
     out = tuple(t.to(dtype=dtype, device=device).contiguous() for t in (inv, tile))
-    return out[0], out[1], keep.to(device) if bool(keep.any()) else None
+    return out[0], out[1], keep.to(device) if 0.0 in key else None
 
 
 @functools.lru_cache(maxsize=64)
