@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="defence spec, e.g. 'fr' or 'fr:pd=30,ac=5,gd=60'; exportable: fr, fd, "
         "bitdepth, gaussian, none",
     )
-    common.add_output(p, "output file: .onnx or .pt2 (the suffix picks the format)", "FILE")
+    common.add_output(p, "output file: .onnx or .pt2 (the suffix picks the format)", metavar="FILE")
     p.add_argument(
         "--uint8-input",
         action="store_true",

@@ -107,23 +107,17 @@ def _check_blockable(x: torch.Tensor, name: str) -> None:
 
 
 def _rows_cols(
-    x: torch.Tensor,
-    left: torch.Tensor,
-    right: torch.Tensor,
-    images: int,
-    height: int,
-    width: int,
-) -> torch.Tensor:
+    x: torch.Tensor, left: torch.Tensor, right: torch.Tensor, images: int, height: int, width: int
+) -> torch.Tensor:  # fmt: skip
     """Per block ``left @ block @ right`` on contiguous images ``height x width``, in layout.
 
-    ``x`` holds ``images`` images ``height x width`` in any contiguous shape of that size
-    (e.g. ``(B, C, height / 8, 8, width)`` with ``images = B * C``). ``left`` is
-    ``(r, r)`` and ``right`` ``(s, s)`` (8, or 16 for a block-diagonal pair of 8x8
-    matrices: two blocks per product); ``r`` divides the height and ``s`` the width. The
-    result is ``(images, height, width / s, s)``; reshaped to ``(..., height, width)``,
-    block ``(i, j)``'s entry ``(u, v)`` lies at ``(8i + u, 8j + v)``. Every size is given
-    (no ``-1``) and the products are 3-D and 4-D, so the code also traces with symbolic
-    sizes (:func:`_quantize_traceable`).
+    ``x`` holds ``images`` images in any contiguous shape of that size (e.g. ``(B, C,
+    height / 8, 8, width)``, ``images = B * C``). ``left`` is ``(r, r)`` and ``right``
+    ``(s, s)`` (8, or 16 for a block-diagonal pair of 8x8 matrices: two blocks per
+    product); ``r`` divides the height and ``s`` the width. The result is ``(images,
+    height, width / s, s)``; reshaped to ``(..., height, width)``, block ``(i, j)``'s
+    entry ``(u, v)`` lies at ``(8i + u, 8j + v)``. Every size is given (no ``-1``), so
+    this also traces with symbolic sizes (:func:`_quantize_traceable`).
     """
     rh, rw = left.shape[0], right.shape[0]
     # Rows: view as (N * H/r, r, W) and multiply by `left` from the left.
@@ -336,9 +330,8 @@ def quantize_blocks(
         compute_dtype: ``torch.float32``, ``torch.float64`` or None (default: float64
             for ``pad="zero"`` or float64 input, float32 otherwise).
         scale: grey levels of value 1.0, > 0 (default 255.0).
-        traceable: build the computation for graph export (``torch.export``, ONNX)
-            instead of the fast eager path (default False). The numbers are the same up
-            to float summation order; see :func:`_quantize` for what differs.
+        traceable: build it for graph export (``torch.export``, ONNX), default False;
+            the same numbers up to float summation order (see ``_quantize``).
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -387,16 +380,12 @@ def _quantize(
 ) -> torch.Tensor:
     """:func:`quantize_blocks` on checked arguments (the table as a flat tuple + shape).
 
-    Two ways to run the same arithmetic (the same D, the same ``1 / Q`` and ``Q``):
-
-    - eager (``traceable=False``): operands cached per padded size, 16x16 block-diagonal
-      matrices where the size allows (two blocks per product), the table tiled along a
-      block row, in-place rounding when autograd does not need the inputs, and no
-      padding or crop when H and W are already multiples of 8;
-    - traceable (``traceable=True``, :func:`_quantize_traceable`): for graph export.
-      Nothing depends on the image size in Python: the padding is computed from the
-      (symbolic) size and always applied, the matrices are the fixed 8x8 ones, the table
-      broadcasts against ``(..., H/8, 8, W/8, 8)``, and no operation is in place.
+    The same arithmetic (the same D, ``1 / Q`` and ``Q``) two ways. Eager: operands
+    cached per padded size, 16x16 block-diagonal matrices where the size allows, the
+    table tiled along a block row, in-place rounding when autograd allows, no pad or
+    crop for multiples of 8. Traceable (:func:`_quantize_traceable`, graph export):
+    nothing in Python depends on the size: padding computed from the (symbolic) size
+    and always applied, fixed 8x8 matrices, the table broadcast per block, no in-place.
     """
     b, c = x.shape[:2]
     channels = shape[-3] if len(shape) >= 3 else 1

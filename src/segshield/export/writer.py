@@ -148,7 +148,8 @@ def export_defended(
     Example:
         >>> from segshield.models import build_model
         >>> from segshield.defenses import get_defense
-        >>> meta = export_defended(build_model("unet"), get_defense("fr"), "m.onnx")  # doctest: +SKIP
+        >>> model, fr = build_model("unet"), get_defense("fr")
+        >>> meta = export_defended(model, fr, "m.onnx")  # doctest: +SKIP
     """
     path = Path(path)
     fmt = EXPORT_FORMATS.get(path.suffix.lower())

@@ -140,13 +140,12 @@ def defended_metadata(session: Any) -> dict[str, str] | None:
 
     Example:
         >>> import onnxruntime  # doctest: +SKIP
-        >>> defended_metadata(onnxruntime.InferenceSession("defended.onnx"))["defense"]  # doctest: +SKIP
+        >>> session = onnxruntime.InferenceSession("defended.onnx")  # doctest: +SKIP
+        >>> defended_metadata(session)["defense"]  # doctest: +SKIP
         'fr:pd=30,ac=5,gd=60,pd_size=2,ac_size=4,pad=edge,clip=true,gradient=bpda'
     """
     props = session.get_modelmeta().custom_metadata_map
-    meta = {
-        k[len(METADATA_PREFIX) :]: v for k, v in props.items() if k.startswith(METADATA_PREFIX)
-    }
+    meta = {k[len(METADATA_PREFIX) :]: v for k, v in props.items() if k.startswith(METADATA_PREFIX)}
     return meta if meta.get("format") == DEFENDED_FORMAT else None
 
 
