@@ -5,8 +5,9 @@ Writes ONNX (``-o defended.onnx``, needs ``pip install 'segshield[onnx]'``) or a
 [0, 1] (float32; uint8 0..255 with ``--uint8-input``) of any batch size, height and
 width, and returns the model's probabilities (sigmoid for one output map, softmax over
 classes otherwise). FR, fd, bitdepth, gaussian and none export; jpeg and median are
-refused. ``segshield evaluate --model defended.onnx`` reads the file back (it holds its
-defence: add no defence of your own to measure it as exported).
+refused. ``segshield.models.wrap("defended.onnx")`` reads an ONNX file back as a
+segshield model (it knows its defence, K, C and input kind from the file's metadata,
+normalises nothing and has no gradients).
 """
 
 from __future__ import annotations
