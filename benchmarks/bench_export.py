@@ -24,7 +24,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,24 +31,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench_defenses import timeit  # noqa: E402  (the functions take turns)
 from segshield.data import load_dataset  # noqa: E402
 from segshield.defenses import block_dct, get_defense  # noqa: E402
 from segshield.export import export_defended  # noqa: E402
 from segshield.models import build_model  # noqa: E402
-
-
-def timeit(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median wall time in ms of each ``fns[name]()``, the functions taking turns."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
 def tied(x: torch.Tensor, defense) -> int:
@@ -92,7 +78,7 @@ def bench_case(name, spec, x_all, batches, repeats, folder) -> list[str]:
         def onnx(feed=feed):
             return session.run(None, feed)[0]
 
-        ms = timeit({"eager": eager, "onnx": onnx}, repeats)
+        ms = timeit({"eager": eager, "onnx": onnx}, repeats, warmup=2)
         ref, out = eager(), torch.from_numpy(onnx())
         diff = float((out - ref).abs().max())
         masks = float(((out > 0.5) != (ref > 0.5)).float().mean())
