@@ -210,6 +210,48 @@ def test_quantize_blocks_zero_steps_leave_coefficients_untouched():
     torch.testing.assert_close(c_out[..., 0, 0], torch.round(c_in[..., 0, 0] / 40) * 40)
 
 
+@pytest.mark.parametrize("pad", ["edge", "zero"])
+def test_quantize_blocks_traceable_path_gives_the_eager_numbers(pad):
+    """traceable=True (for graph export) is the same quantiser, up to float summation order."""
+    g = torch.Generator().manual_seed(3)
+    for shape in ((2, 3, 223, 191), (1, 1, 1, 1), (1, 2, 8, 8), (3, 1, 9, 17)):
+        x = torch.rand(shape, generator=g)
+        tables = 1 + 60 * torch.rand(4, shape[1], 8, 8, generator=g)
+        tables[0, 0, 0, 0] = 0.0  # a zero step: the coefficient is kept
+        for table in (tables[1, 0], tables[1], tables):
+            for smooth in (False, True):
+                eager = quantize_blocks(x, table, pad=pad, smooth=smooth)
+                traced = quantize_blocks(x, table, pad=pad, smooth=smooth, traceable=True)
+                assert traced.shape == eager.shape and traced.dtype == eager.dtype
+                torch.testing.assert_close(traced, eager, atol=1e-6, rtol=0)
+    fr = FrequencyRefinement(pad=pad)
+    x = torch.rand(2, 3, 30, 17, generator=g)
+    torch.testing.assert_close(fr.transform(x, traceable=True), fr(x), atol=1e-6, rtol=0)
+
+
+def test_quantize_blocks_traceable_exports_for_any_size():
+    """One torch.export trace with symbolic B, H, W serves sizes 1x1 to 223x191."""
+    from torch.export import Dim
+    from torch.fx.experimental import _config as shape_config
+
+    fr = FrequencyRefinement()
+
+    class Defended(torch.nn.Module):
+        def forward(self, x):
+            return fr.transform(x, traceable=True)
+
+    example = torch.rand(2, 3, 64, 48)
+    fr(example)  # build the cached operands outside the trace (constants in the graph)
+    size = {"min": 1, "max": 4096}
+    dims = {"x": {0: Dim("b", **size), 2: Dim("h", **size), 3: Dim("w", **size)}}
+    with shape_config.patch(backed_size_oblivious=True):
+        program = torch.export.export(Defended(), (example,), dynamic_shapes=dims, strict=False)
+    g = torch.Generator().manual_seed(5)
+    for shape in ((1, 3, 1, 1), (5, 3, 8, 8), (1, 3, 9, 17), (5, 3, 223, 191)):
+        x = torch.rand(shape, generator=g)
+        torch.testing.assert_close(program.module()(x), fr(x), atol=1e-6, rtol=0)
+
+
 def test_quantize_blocks_errors():
     x = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="steps >= 0"):

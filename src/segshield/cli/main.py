@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "segshield.cli.reproduce",
     "analyze": "segshield.cli.analyze",
     "tune": "segshield.cli.tune",
+    "export": "segshield.cli.export",
 }
 
 #: What ``validate`` raises for a bad argument (exit 2).

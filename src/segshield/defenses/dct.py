@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from segshield._checks import check_choice, check_images, check_number
 from segshield.defenses.rounding import smooth_round
@@ -106,22 +107,23 @@ def _check_blockable(x: torch.Tensor, name: str) -> None:
 
 
 def _rows_cols(
-    x: torch.Tensor, left: torch.Tensor, right: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
+    x: torch.Tensor, left: torch.Tensor, right: torch.Tensor, images: int, height: int, width: int
+) -> torch.Tensor:  # fmt: skip
     """Per block ``left @ block @ right`` on contiguous images ``height x width``, in layout.
 
-    ``x`` holds images ``(..., height, width)`` in any contiguous shape of that size (e.g.
-    ``(..., height / 8, 8, width)``). ``left`` is ``(r, r)`` and ``right`` ``(s, s)`` (8,
-    or 16 for a block-diagonal pair of 8x8 matrices: two blocks per product); ``r``
-    divides the height and ``s`` the width. The result is ``(N, height, width / s, s)``
-    with N images; reshaped to ``(..., height, width)``, block ``(i, j)``'s entry
-    ``(u, v)`` lies at ``(8i + u, 8j + v)``.
+    ``x`` holds ``images`` images in any contiguous shape of that size (e.g. ``(B, C,
+    height / 8, 8, width)``, ``images = B * C``). ``left`` is ``(r, r)`` and ``right``
+    ``(s, s)`` (8, or 16 for a block-diagonal pair of 8x8 matrices: two blocks per
+    product); ``r`` divides the height and ``s`` the width. The result is ``(images,
+    height, width / s, s)``; reshaped to ``(..., height, width)``, block ``(i, j)``'s
+    entry ``(u, v)`` lies at ``(8i + u, 8j + v)``. Every size is given (no ``-1``), so
+    this also traces with symbolic sizes (:func:`_quantize_traceable`).
     """
     rh, rw = left.shape[0], right.shape[0]
-    # Rows: view as (N, H/r, r, W) and multiply by `left` from the left.
-    y = torch.matmul(left, x.reshape(-1, height // rh, rh, width))
+    # Rows: view as (N * H/r, r, W) and multiply by `left` from the left.
+    y = torch.matmul(left, x.reshape(images * (height // rh), rh, width))
     # Columns: view as (N, H, W/s, s) and multiply by `right` from the right.
-    return torch.matmul(y.reshape(-1, height, width // rw, rw), right)
+    return torch.matmul(y.reshape(images, height, width // rw, rw), right)
 
 
 def _image_to_blocks(y: torch.Tensor) -> torch.Tensor:
@@ -161,7 +163,8 @@ def block_dct(x: torch.Tensor) -> torch.Tensor:
     """
     _check_blockable(x, "x")
     d = _dct_matrix_cached(8, x.dtype, _device(x.device))
-    return _image_to_blocks(_rows_cols(x, d, d.T, *x.shape[-2:]).reshape(x.shape))
+    n = x.shape[0] * x.shape[1]
+    return _image_to_blocks(_rows_cols(x, d, d.T, n, *x.shape[-2:]).reshape(x.shape))
 
 
 def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
@@ -200,7 +203,8 @@ def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
         )
     d = _dct_matrix_cached(8, coeffs.dtype, _device(coeffs.device))
     x = _blocks_to_image(coeffs)
-    return _rows_cols(x, d.T, d, *x.shape[-2:]).reshape(x.shape)
+    n = x.shape[0] * x.shape[1]
+    return _rows_cols(x, d.T, d, n, *x.shape[-2:]).reshape(x.shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -248,7 +252,7 @@ def _tiles(
     keep = tile == 0
     inv = torch.where(keep, torch.zeros_like(tile), 1 / tile)
     out = tuple(t.to(dtype=dtype, device=device).contiguous() for t in (inv, tile))
-    return out[0], out[1], keep.to(device) if bool(keep.any()) else None
+    return out[0], out[1], keep.to(device) if 0.0 in key else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -299,6 +303,7 @@ def quantize_blocks(
     smooth: bool = False,
     compute_dtype: torch.dtype | None = None,
     scale: float = 255.0,
+    traceable: bool = False,
 ) -> torch.Tensor:
     """Block-DCT quantisation ``round(C / Q) · Q`` of images, for one table or a batch.
 
@@ -325,6 +330,8 @@ def quantize_blocks(
         compute_dtype: ``torch.float32``, ``torch.float64`` or None (default: float64
             for ``pad="zero"`` or float64 input, float32 otherwise).
         scale: grey levels of value 1.0, > 0 (default 255.0).
+        traceable: build it for graph export (``torch.export``, ONNX), default False;
+            the same numbers up to float summation order (see ``_quantize``).
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -355,7 +362,9 @@ def quantize_blocks(
     check_number("scale", scale, low=0, low_inclusive=False)
     t = _check_steps(table)
     key = tuple(t.flatten().tolist())
-    return _quantize(x, key, tuple(t.shape), pad, clip, smooth, compute_dtype, float(scale))
+    return _quantize(
+        x, key, tuple(t.shape), pad, clip, smooth, compute_dtype, float(scale), traceable
+    )
 
 
 def _quantize(
@@ -367,8 +376,17 @@ def _quantize(
     smooth: bool,
     compute_dtype: torch.dtype | None,
     scale: float,
+    traceable: bool = False,
 ) -> torch.Tensor:
-    """:func:`quantize_blocks` on checked arguments (the table as a flat tuple + shape)."""
+    """:func:`quantize_blocks` on checked arguments (the table as a flat tuple + shape).
+
+    The same arithmetic (the same D, ``1 / Q`` and ``Q``) two ways. Eager: operands
+    cached per padded size, 16x16 block-diagonal matrices where the size allows, the
+    table tiled along a block row, in-place rounding when autograd allows, no pad or
+    crop for multiples of 8. Traceable (:func:`_quantize_traceable`, graph export):
+    nothing in Python depends on the size: padding computed from the (symbolic) size
+    and always applied, fixed 8x8 matrices, the table broadcast per block, no in-place.
+    """
     b, c = x.shape[:2]
     channels = shape[-3] if len(shape) >= 3 else 1
     if channels != 1 and channels != c:
@@ -379,6 +397,9 @@ def _quantize(
     batched = len(shape) == 4
     dtype = _compute_dtype(x, pad, compute_dtype)
     dev = _device(x.device)
+    if traceable:
+        ops = _operands(key, shape, scale, dtype, dev, 8, 8)
+        return _quantize_traceable(x, ops, shape[0] if batched else None, pad, clip, smooth)
     xp, (h, w) = _pad_unchecked(x.to(dtype), 8, pad)
     hp, wp = xp.shape[-2:]
     # A batch is not cached: the tuner sends new tables every call.
@@ -387,7 +408,7 @@ def _quantize(
         key, shape, scale, dtype, dev, hp, wp
     )
     # [.., i, u, 8j + v]: block (i, j), frequency (u, v)
-    coeff = _rows_cols(xp, left, right, hp, wp).reshape(b, c, hp // 8, 8, wp)
+    coeff = _rows_cols(xp, left, right, b * c, hp, wp).reshape(b, c, hp // 8, 8, wp)
     fresh = smooth or (torch.is_grad_enabled() and coeff.requires_grad)  # autograd: no in-place
     if smooth:
         levels = smooth_round(coeff * inv_tile)
@@ -401,12 +422,45 @@ def _quantize(
     if keep is not None:
         levels = torch.where(keep, coeff, levels)
     lead = (shape[0], b, c) if batched else (b, c)
-    y = _rows_cols(levels, left_inv, right_inv, hp, wp).reshape(*lead, hp, wp)
+    y = _rows_cols(levels, left_inv, right_inv, math.prod(lead), hp, wp).reshape(*lead, hp, wp)
     if hp != h or wp != w:
         y = y[..., :h, :w]
     if clip:
         y = y.clamp(0.0, 1.0) if fresh else y.clamp_(0.0, 1.0)
     return y.to(x.dtype).contiguous()
+
+
+def _quantize_traceable(
+    x: torch.Tensor,
+    operands: tuple[torch.Tensor | None, ...],
+    tables: int | None,
+    pad: str,
+    clip: bool,
+    smooth: bool,
+) -> torch.Tensor:
+    """The traceable path of :func:`_quantize`, on its 8x8 operands (see there).
+
+    Every size is an expression of the input size (``nh = ceil(H / 8)``), never a
+    Python branch on it; the crop is a negative pad, which traces for any size.
+    """
+    left, right, left_inv, right_inv, inv_tile, tile, keep = operands
+    b, c, h, w = x.shape
+    nh, nw = (h + 7) // 8, (w + 7) // 8
+    hp, wp = 8 * nh, 8 * nw
+    mode = "replicate" if pad == "edge" else "constant"
+    xp = F.pad(x.to(left.dtype), (0, wp - w, 0, hp - h), mode=mode)
+    # [..., i, u, j, v]: block (i, j), frequency (u, v); the table broadcasts over i, j
+    coeff = _rows_cols(xp, left, right, b * c, hp, wp).reshape(b, c, nh, 8, nw, 8)
+    t = coeff * inv_tile.unsqueeze(-2)
+    levels = (smooth_round(t) if smooth else torch.round(t)) * tile.unsqueeze(-2)
+    if keep is not None:
+        levels = torch.where(keep.unsqueeze(-2), coeff, levels)
+    lead = (b, c) if tables is None else (tables, b, c)
+    y = _rows_cols(levels, left_inv, right_inv, math.prod(lead), hp, wp)
+    y = F.pad(y.reshape(*lead, hp, wp), (0, w - wp, 0, h - hp))
+    if clip:
+        y = y.clamp(0.0, 1.0)
+    return y.to(x.dtype)
 
 
 @functools.lru_cache(maxsize=8)

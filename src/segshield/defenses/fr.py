@@ -300,11 +300,24 @@ class FrequencyRefinement(Defense):
         atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
     # -- Defense interface ------------------------------------------------------------
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, *, traceable: bool = False) -> torch.Tensor:
+        """FR of checked images; ``traceable=True`` builds it for graph export.
+
+        See :func:`~segshield.defenses.dct.quantize_blocks` (``traceable``): the same
+        numbers up to float summation order, without size-dependent Python code.
+        """
         # settings and table were validated in __init__; skip re-checking per call
         smooth = self.gradient == "smooth"
         return _quantize(
-            x, self._key, self._shape, self.pad, self.clip, smooth, self.compute_dtype, 255.0
+            x,
+            self._key,
+            self._shape,
+            self.pad,
+            self.clip,
+            smooth,
+            self.compute_dtype,
+            255.0,
+            traceable,
         )
 
     def spec_params(self) -> dict[str, Any]:
