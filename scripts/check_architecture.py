@@ -31,6 +31,7 @@ FOUNDATION = frozenset(
         "_checks",
         "choices",
         "gradients",
+        "errors",
     }
 )
 #: Unit -> the other units it may import besides the foundation (docs/ARCHITECTURE.md).
