@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch first, pinned, so no multi-GB CUDA build is pulled in.
+	# The CPU build of torch first, pinned, so no multi-GB CUDA build is pulled in: the
+	# package (and monai, in the dev extra) then find torch satisfied and leave it be.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
+	# dev: the test tools plus the yaml, onnx and monai extras and Playwright (which drives
+	# the system Chromium; no browser is downloaded).
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
 
-from segshield.classification import (
-    classifier_accuracy,
-    dataset_labels,
-    fit_classifier,
-    load_classifier,
-)
+from segshield.data.labels import dataset_labels
+from segshield.models import load
+from segshield.training import classifier_accuracy, fit_classifier
+
+load_classifier = partial(load, task="classify")
 
 ARGS = {
     "model": "cnn:width=2,depth=1",

@@ -442,13 +442,14 @@ def test_killed_subprocess_resumes(tmp_path):
 def test_classifier_rows(tmp_path, monkeypatch):
     """Classifier rows with the real classification pieces, resumable."""
     monkeypatch.setenv("SEGSHIELD_PROGRESS", "0")
-    from segshield.classification import build_classifier, item_label, save_classifier
     from segshield.data import load_dataset
+    from segshield.data.labels import item_label
+    from segshield.models import build_model, save
 
     torch.manual_seed(0)
-    clf = build_classifier("cnn", width=2, depth=1)
+    clf = build_model("cnn", task="classify", width=2, depth=1)
     stem = tmp_path / "clf"
-    save_classifier(clf, stem)
+    save(clf, stem)
     cfg = EvalConfig(
         models=[],
         classifiers=[str(stem)],

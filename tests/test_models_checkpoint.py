@@ -283,11 +283,10 @@ def test_wrap_real_onnx_model(tmp_path):
 
 
 def test_load_hands_classifier_checkpoints_to_load_classifier(tmp_path):
-    from segshield.classification import Classifier, build_classifier, save_classifier
-    from segshield.models import load
+    from segshield.models import Classifier, build_model, load, save
 
-    clf = build_classifier("cnn", width=2).eval()
-    save_classifier(clf, tmp_path / "clf")
+    clf = build_model("cnn", task="classify", width=2).eval()
+    save(clf, tmp_path / "clf")
     got = load(tmp_path / "clf")
     assert isinstance(got, Classifier)
     x = torch.rand(2, 3, 16, 16)

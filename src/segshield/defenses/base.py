@@ -13,20 +13,13 @@ import numpy as np
 import torch
 
 from segshield._checks import check_choice, check_images
+from segshield._spec import format_value
 from segshield.defenses.rounding import straight_through
 
 __all__ = ["Defense"]
 
 #: :meth:`Defense.forward_numpy` keeps a strip under about this many pixels.
 _TILE_PIXELS = 1 << 21
-
-
-def _format_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:g}" if float(f"{v:g}") == v else repr(v)
-    return str(v)
 
 
 class Defense(torch.nn.Module):
@@ -115,7 +108,7 @@ class Defense(torch.nn.Module):
         params = self.spec_params()
         if not params:
             return self.name
-        return self.name + ":" + ",".join(f"{k}={_format_value(v)}" for k, v in params.items())
+        return self.name + ":" + ",".join(f"{k}={format_value(v)}" for k, v in params.items())
 
     def extra_repr(self) -> str:
         return self.spec()

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["straight_through", "smooth_round", "GRADIENTS"]
+from segshield.gradients import GRADIENTS
 
-#: Gradient policies a defence can declare (ARCHITECTURE.md, "Defences").
-GRADIENTS = ("exact", "bpda", "smooth")
+__all__ = ["straight_through", "smooth_round", "GRADIENTS"]
 
 
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,15 @@
 Reference: Liu et al., "Defending Deep Learning-based Biomedical Image Segmentation from
 Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
 (docs/ALGORITHMS.md §2). One place for the paper's table and its bands: FR, the tuner and
-the CLI read :data:`PAPER_STEPS` and :data:`PAPER_BANDS` from here.
+the CLI read :data:`PAPER_STEPS`, :data:`PAPER_BANDS` and :data:`PAPER_SPEC` from here.
+
+Example:
+    >>> from segshield.defenses import get_defense
+    >>> PAPER_SPEC
+    'fr:pd=30,ac=5,gd=60'
+    >>> fr = get_defense(PAPER_SPEC)
+    >>> (fr.table[0, 0].item(), fr.table[3, 3].item(), fr.table[7, 7].item())
+    (30.0, 5.0, 60.0)
 """
 
 from __future__ import annotations
@@ -13,11 +21,13 @@ from typing import Any
 import torch
 
 from segshield._checks import check_choice, check_number
+from segshield._spec import format_value
 from segshield.defenses.dct import zigzag_order
 
 __all__ = [
     "PAPER_STEPS",
     "PAPER_BANDS",
+    "PAPER_SPEC",
     "TABLE_LAYOUTS",
     "band_table",
     "check_table",
@@ -30,6 +40,11 @@ __all__ = [
 PAPER_STEPS: tuple[float, float, float] = (30.0, 5.0, 60.0)
 #: The FR paper's band sizes ``(pd_size, ac_size)``, square layout.
 PAPER_BANDS: tuple[int, int] = (2, 4)
+#: The FR defence spec with :data:`PAPER_STEPS` (``"fr:pd=30,ac=5,gd=60"``): the default
+#: defence of ``segshield evaluate`` and the first one of the demo.
+PAPER_SPEC: str = "fr:" + ",".join(
+    f"{key}={format_value(step)}" for key, step in zip(("pd", "ac", "gd"), PAPER_STEPS, strict=True)
+)
 #: Band layouts of :func:`band_table`.
 TABLE_LAYOUTS = ("square", "zigzag")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from segshield._checks import check_choice, check_number
 from segshield.choices import SPLITS
+from segshield.defenses.tables import PAPER_SPEC
 
 __all__ = ["EvalConfig", "load_config"]
 
@@ -82,7 +83,7 @@ class EvalConfig:
     datasets: list[str]
     attacks: list[str] = field(default_factory=lambda: ["asma"])
     adaptive: list[str] = field(default_factory=list)
-    defenses: list[str] = field(default_factory=lambda: ["fr:pd=30,ac=5,gd=60"])
+    defenses: list[str] = field(default_factory=lambda: [PAPER_SPEC])
     target: str | None = "other-gt"
     size: int | None = None
     split: str = "val"

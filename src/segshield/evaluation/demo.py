@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from segshield._checks import check_choice, check_number
+from segshield.defenses.tables import PAPER_SPEC
 from segshield.evaluation.config import EvalConfig
 from segshield.evaluation.harness import run_evaluation
 from segshield.evaluation.report import render_report
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: FR with the paper's demo table, then the baselines it is compared with, then none.
 DEMO_DEFENSES = (
-    "fr:pd=30,ac=5,gd=60",
+    PAPER_SPEC,
     "jpeg:q=50",
     "jpeg:q=75",
     "jpeg:q=90",
