@@ -101,11 +101,14 @@ def checked_entry(*names: str) -> Callable[[_F], _F]:
     return wrap
 
 
+def _tracing() -> bool:
+    """True while TorchScript, ``torch.compile`` or ``torch.export`` traces the call."""
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
 def _skip_values(x: torch.Tensor) -> bool:
     """True where the value check must not run: trusted loops, tracing, meta tensors."""
-    if getattr(_state, "trusted", 0) or x.device.type == "meta":
-        return True
-    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())
+    return bool(getattr(_state, "trusted", 0) or x.device.type == "meta" or _tracing())
 
 
 def _key(x: torch.Tensor) -> tuple | None:
@@ -205,7 +208,8 @@ def check_images(x: Any, name: str = "images", *, check_range: bool = True) -> t
         raise ValueError(f"{name}: expected shape (B, C, H, W), got {tuple(x.shape)}; {hint}")
     if x.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got shape {tuple(x.shape)}")
-    if x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
+    # Shape guards on symbolic sizes would pin an exported graph's width: not while tracing.
+    if not _tracing() and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
         raise ValueError(
             f"{name}: expected channels first (B, C, H, W), got {tuple(x.shape)}, which looks "
             "channels-last (B, H, W, C); use x.permute(0, 3, 1, 2)"

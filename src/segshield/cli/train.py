@@ -170,11 +170,13 @@ def _check_model_spec(spec: str, task: str) -> None:
     from segshield._checks import check_choice
     from segshield.models import build_model, list_models, parse_model_spec
 
-    check_choice("--model", parse_model_spec(spec)[0], list_models(task))
     try:
-        build_model(spec, task=task)
+        name = parse_model_spec(spec)[0]  # types and checks the settings of a known name
+        if name in list_models(task):
+            build_model(spec, task=task)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"--model: {spec}: {exc}") from None
+    check_choice("--model", name, list_models(task))
 
 
 def _validate_classify(args: argparse.Namespace) -> None:
