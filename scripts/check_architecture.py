@@ -53,6 +53,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "export": frozenset({"defenses", "models", "utils"}),
     "integrations": frozenset({"defenses", "metrics", "models", "utils"}),
     "classification": frozenset({"data", "evaluation", "models", "training"}),
+    "__main__": frozenset({"cli"}),
     "cli": frozenset(
         {"attacks", "data", "defenses", "diagnosis", "evaluation", "export", "metrics"}
         | {"models", "plotting", "training", "tuning", "utils"}
