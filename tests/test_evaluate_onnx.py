@@ -76,7 +76,8 @@ def test_evaluate_defended_onnx_stores_its_clean_dice(files, tmp_path, capsys, m
     assert evaluate(out, str(files["onnx"])) == 0
     printed = capsys.readouterr().out
     rows = _rows(out)
-    assert {(r["model"], r["attack"], r["adaptive"]) for r in rows} == {("defended.onnx", "none", 0)}
+    keys = {(r["model"], r["attack"], r["adaptive"]) for r in rows}
+    assert keys == {("defended.onnx", "none", 0)}
     assert {r["defense"] for r in rows} == {FR, "none"} and len(rows) == 6
     assert all(np.isnan(r.get("attacked_dice", np.nan)) for r in rows)
     # the stored clean Dice is the Dice of wrap(path)'s own predictions
@@ -132,18 +133,14 @@ def _no_gradient_model():
     return model
 
 
+def _config(models: list[str], attacks: list[str], **more) -> EvalConfig:
+    """Two 32x32 phantoms, one cheap defence (plus none)."""
+    data = dict(datasets=["phantom-derm"], size=32, n=8, split="all", limit=2)
+    return EvalConfig(models=models, attacks=attacks, defenses=["bitdepth:bits=4"], **data, **more)
+
+
 def test_no_gradient_model_skips_attacks_and_gets_clean_rows(tmp_path, caplog):
-    cfg = EvalConfig(
-        models=["plain", "nograd"],
-        datasets=["phantom-derm"],
-        attacks=[ASMA],
-        adaptive=["fgsm:eps=0.03"],
-        defenses=["bitdepth:bits=4"],
-        size=32,
-        n=8,
-        split="all",
-        limit=2,
-    )
+    cfg = _config(["plain", "nograd"], [ASMA], adaptive=["fgsm:eps=0.03"])
     models = {"plain": wrap(tiny_unet(), in_channels=3), "nograd": _no_gradient_model()}
     with caplog.at_level(logging.WARNING, logger="segshield.evaluation.harness"):
         with run_evaluation(cfg, tmp_path / "res", models=models) as store:
@@ -161,16 +158,7 @@ def test_no_gradient_model_skips_attacks_and_gets_clean_rows(tmp_path, caplog):
 
 
 def test_attack_none_adds_clean_rows_for_every_model(tmp_path):
-    cfg = EvalConfig(
-        models=["plain"],
-        datasets=["phantom-derm"],
-        attacks=["none", ASMA],
-        defenses=["bitdepth:bits=4"],
-        size=32,
-        n=8,
-        split="all",
-        limit=2,
-    )
+    cfg = _config(["plain"], ["none", ASMA])
     models = {"plain": wrap(tiny_unet(), in_channels=3)}
     with run_evaluation(cfg, tmp_path / "res", models=models) as store:
         rows = store.rows()

@@ -262,7 +262,7 @@ def _attack_plan(run: _Run, model: torch.nn.Module, mname: str):
         return run.attacks, clean_rows, []
     skipped = [f"{a} (adaptive)" if adaptive else a for a, adaptive, _ in run.attacks]
     log.warning(
-        "%s has no gradients (it runs through onnxruntime): skipping the attack(s) %s on it; "
+        "%s has no gradients (supports_gradients is False, e.g. ONNX): skipping the attack(s) %s; "
         "its clean and benign scores are stored under attack %r",
         mname,
         ", ".join(skipped),
