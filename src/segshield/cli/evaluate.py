@@ -3,6 +3,12 @@
 Either ``--config EXP.yaml`` (or ``.json``) or flags; flags given beside a config file
 replace its values. Results go to ``-o RESULTS`` (SQLite + manifest); re-running the
 same command after an interruption resumes without recomputing finished rows.
+
+``--model`` takes a checkpoint or a model file that ``segshield.models.wrap`` reads
+(``.onnx``, e.g. a defended file from ``segshield export``, or TorchScript ``.ts``). An
+ONNX model has no gradients: the attacks are skipped on it (one warning; the summary
+says which) and its clean and benign scores are stored under attack ``none``;
+``--attack none`` asks for those rows for every model.
 """
 
 from __future__ import annotations
@@ -48,9 +54,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
     )
     p.add_argument("--config", help="experiment file (.yaml needs PyYAML, or .json)")
-    common.add_model(p, "model checkpoint (repeatable)", repeat=True)
+    common.add_model(
+        p, "model checkpoint, or .onnx/.ts file (segshield.models.wrap; repeatable)", repeat=True
+    )
     common.add_data(p, "data spec KIND[:PATH] (repeatable)", repeat=True)
-    p.add_argument("--attack", action="append", help="attack spec, e.g. asma:steps=200")
+    p.add_argument(
+        "--attack",
+        action="append",
+        help="attack spec, e.g. asma:steps=200, or none: clean and benign scores only",
+    )
     p.add_argument(
         "--adaptive",
         action="append",
@@ -123,10 +135,14 @@ def check_model_paths(models: list[str], flag: str = "--model") -> None:
     """Check each checkpoint exists as given or as ``NAME.safetensors``.
 
     Raises:
-        FileNotFoundError: naming the missing checkpoint.
+        FileNotFoundError: naming the missing checkpoint (or model file).
     """
+    from segshield.evaluation.harness import WRAPPED_SUFFIXES
+
     for m in models:
         p = Path(m)
+        if p.suffix.lower() in WRAPPED_SUFFIXES and not p.is_file():
+            raise FileNotFoundError(f"{flag}: {m}: no such model file; check the path")
         if not (p.is_file() or p.with_suffix(".safetensors").is_file()):
             raise FileNotFoundError(
                 f"{flag}: {m}: no such checkpoint (expected {p.with_suffix('.safetensors')} "
@@ -162,6 +178,8 @@ def validate(args: argparse.Namespace) -> None:
     """
     from segshield.attacks import get_attack
     from segshield.defenses import get_defense
+    from segshield.evaluation.config import NO_ATTACK
+    from segshield.evaluation.harness import WRAPPED_SUFFIXES, load_model
     from segshield.evaluation.lock import lock_folder
     from segshield.evaluation.store import ResultStore
     from segshield.models.checkpoint import check_checkpoint
@@ -175,11 +193,13 @@ def validate(args: argparse.Namespace) -> None:
         ("--classifier", cfg.classifiers, "classify"),
     ):
         for spec in specs:
+            wrapped = task == "segment" and Path(spec).suffix.lower() in WRAPPED_SUFFIXES
             try:
-                check_checkpoint(spec, task=task)
+                load_model(spec) if wrapped else check_checkpoint(spec, task=task)
             except ValueError as exc:
                 raise ValueError(f"{flag}: {exc}") from None
-    for spec in [*cfg.attacks, *cfg.adaptive, *cfg.classifier_attacks]:
+    attacks = [a for a in cfg.attacks if a != NO_ATTACK]
+    for spec in [*attacks, *cfg.adaptive, *cfg.classifier_attacks]:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
@@ -201,13 +221,15 @@ def run(args: argparse.Namespace) -> int:
     """Run or resume the evaluation, print the summary table; 0 on success."""
     from segshield.evaluation.harness import run_evaluation
     from segshield.evaluation.report import render_report
-    from segshield.evaluation.summary import format_summary, summarize
+    from segshield.evaluation.summary import format_summary, run_notes, summarize
 
     cfg = args._config if hasattr(args, "_config") else config_from_args(args)
     try:
         store = run_evaluation(cfg, args.output)
         try:
             print(format_summary(summarize(store.rows()), "md"))
+            for note in run_notes(store.manifest() or {}):
+                print(f"Note: {note}")
             if args.report:
                 path = render_report(store, args.report)
                 log.info("report written to %s", path)

@@ -4,7 +4,10 @@ An evaluation crosses models x datasets x attacks x defences (docs/ALGORITHMS.md
 ``attacks`` are computed once per (model, attack, sample) and reused by every defence;
 attacks in ``adaptive`` are run through each defence (``segshield.attacks.Defended``:
 BPDA or the smooth surrogate, EOT for randomised defences) and so are computed once per
-defence.
+defence. The attack ``none`` (:data:`NO_ATTACK`) asks for no attack: rows of clean and
+defended clean (benign) scores only, under attack ``none``. A model without gradients (an
+ONNX file, ``supports_gradients`` False) gets these rows whatever the attacks, and the
+attacks are skipped on it (the harness logs one warning and records them in the manifest).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from segshield._checks import check_choice, check_number
 from segshield.choices import SPLITS
 from segshield.defenses.tables import PAPER_SPEC
 
-__all__ = ["EvalConfig", "load_config"]
+__all__ = ["EvalConfig", "load_config", "NO_ATTACK"]
+
+#: The attack spec that means no attack: clean and benign rows only (attack column ``none``).
+NO_ATTACK = "none"
 
 
 @dataclass
@@ -28,11 +34,16 @@ class EvalConfig:
     """What to evaluate and how (docs/ALGORITHMS.md §5 protocol).
 
     Args:
-        models: checkpoint paths for ``segshield.models.load`` (at least one).
+        models: checkpoint paths for ``segshield.models.load``, or model files for
+            ``segshield.models.wrap`` (``.onnx``, TorchScript ``.ts``/``.torchscript``;
+            see :func:`segshield.evaluation.harness.load_model`); at least one.
         datasets: data specs ``KIND[:PATH]`` for ``segshield.data.load_dataset``.
         attacks: attack specs for ``segshield.attacks.get_attack`` run on the bare
-            model. Default ``["asma"]``.
-        adaptive: attack specs run through each defence (adaptive attacks). Default none.
+            model, and/or ``none`` (:data:`NO_ATTACK`: clean and benign rows only).
+            Default ``["asma"]``. Models without gradients skip every attack and get
+            the ``none`` rows.
+        adaptive: attack specs run through each defence (adaptive attacks; ``none`` is
+            not one). Default none.
         defenses: defence specs for ``segshield.defenses.get_defense``; ``none``
             (no defence, identity) is always added. Default the paper's FR table.
         target: target-mask kind for ``segshield.attacks.make_targets`` (the papers use
@@ -77,6 +88,8 @@ class EvalConfig:
         >>> cfg = EvalConfig(models=["m.safetensors"], datasets=["phantom-derm"], limit=4)
         >>> cfg.split, cfg.defenses[-1]
         ('val', 'none')
+        >>> EvalConfig(models=["m.onnx"], datasets=["phantom-derm"], attacks=["none"]).attacks
+        ['none']
     """
 
     models: list[str]
@@ -118,7 +131,15 @@ class EvalConfig:
         if not self.datasets:
             raise ValueError("datasets: expected at least one data spec, got none; pass --data")
         if self.models and not self.attacks and not self.adaptive:
-            raise ValueError("attacks: expected at least one attack, got none; pass --attack")
+            raise ValueError(
+                "attacks: expected at least one attack, got none; pass --attack (or "
+                f"--attack {NO_ATTACK} for clean and benign scores only)"
+            )
+        if NO_ATTACK in self.adaptive:
+            raise ValueError(
+                f"adaptive: {NO_ATTACK!r} is not an attack to run through a defence; pass "
+                f"--attack {NO_ATTACK} for clean and benign scores only"
+            )
         if "none" not in self.defenses:
             self.defenses.append("none")
         check_choice("split", self.split, SPLITS)

@@ -14,6 +14,13 @@ are stored as 8-bit PNG and read back, i.e. rounded to the 8-bit grid, before th
 defence. Rows go to a :class:`~segshield.evaluation.store.ResultStore` in one atomic
 transaction per (batch, attack[, defence]); a killed run re-run with the same
 configuration skips every finished row.
+
+A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript; see
+:func:`load_model`) is evaluated like a checkpoint. A model without gradients (ONNX:
+``supports_gradients`` False) cannot be attacked: every attack is skipped on it, with one
+warning naming the model and the attacks, the manifest's ``skipped_attacks`` records them,
+and its clean and benign scores are stored under attack ``none``, as for any model when
+``config.attacks`` holds ``none`` (:data:`~segshield.evaluation.config.NO_ATTACK`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import torch
 
 from segshield._checks import check_images, check_masks
 from segshield.evaluation.classify import attack_classifier_batch, label_task, resolve_attacks
-from segshield.evaluation.config import EvalConfig
+from segshield.evaluation.config import NO_ATTACK, EvalConfig
 from segshield.evaluation.scoring import (
     ClassificationScorer,
     SegmentationScorer,
@@ -46,6 +53,8 @@ from segshield.utils.seed import seed_everything
 
 __all__ = [
     "run_evaluation",
+    "load_model",
+    "WRAPPED_SUFFIXES",
     "quantize_8bit",
     "model_label",
     "dataset_label",
@@ -54,6 +63,37 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Model files read by :func:`segshield.models.wrap` instead of the checkpoint loader
+#: (``.pt2`` too, so its refusal explains itself).
+WRAPPED_SUFFIXES = (".onnx", ".ts", ".torchscript", ".pt2")
+
+
+def load_model(spec: str) -> torch.nn.Module:
+    """The segmentation model of a ``--model`` spec: a checkpoint, or a wrapped file.
+
+    Args:
+        spec: a checkpoint ``X``/``X.safetensors``/``X.json`` (:func:`segshield.models.load`),
+            or a file ending in one of :data:`WRAPPED_SUFFIXES`
+            (:func:`segshield.models.wrap` with its defaults: an ONNX file from
+            ``segshield export`` brings its own classes and channels, any other file is
+            taken as K = 1, C = 3, inputs in ``[0, 1]``).
+
+    Returns:
+        The model in eval mode (an ONNX one has ``supports_gradients`` False).
+
+    Raises:
+        FileNotFoundError, ValueError, ImportError: as ``load`` and ``wrap``.
+
+    Example:
+        >>> load_model("runs/defended.onnx").config["defended"]  # doctest: +SKIP
+        True
+    """
+    from segshield.models import load, wrap
+
+    if Path(spec).suffix.lower() in WRAPPED_SUFFIXES:
+        return wrap(spec)
+    return load(spec)
 
 
 def model_label(spec: str) -> str:
@@ -132,6 +172,8 @@ class _Pair:
     scorer: Any
     names: list[str]
     targets: torch.Tensor | None
+    attacks: list[tuple[str, bool, Any]]
+    clean_rows: bool
 
     def key(self, attack: str, adaptive: bool, defense: str, sample: str) -> RowKey:
         return (self.mname, self.dname, attack, int(adaptive), defense, sample)
@@ -176,14 +218,13 @@ def run_evaluation(
     """
     from segshield.attacks import get_attack
     from segshield.defenses import get_defense
-    from segshield.models import load
 
     device = torch.device(config.device)
     store = ResultStore(output)
     if store.start_run(config.to_dict(), config.digest(), config.seed):
         log.info("resuming %s: %d finished rows kept", output, len(store))
     defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
-    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks]
+    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
     attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
     store.update_manifest(
         defenses={s: d.spec() for s, d in defenses.items()},
@@ -193,24 +234,45 @@ def run_evaluation(
     run = _Run(config, store, store.done_keys(), device, defenses, attacks, on_group)
     datasets = datasets or {}
     model_info: dict[str, Any] = {}
+    skipped: dict[str, list[str]] = {}
     for i, mspec in enumerate(config.models):
-        model = models[mspec] if models is not None and mspec in models else load(mspec)
+        model = models[mspec] if models is not None and mspec in models else load_model(mspec)
         model = model.to(device).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        model_info[model_label(mspec)] = getattr(model, "config", {})
+        mname = model_label(mspec)
+        model_info[mname] = getattr(model, "config", {})
+        plan = _attack_plan(run, model, mname)
+        if plan[2]:
+            skipped[mname] = plan[2]
         dspecs = [config.datasets[i]] if config.pairing == "zip" else config.datasets
         for dspec in dspecs:
             ds = datasets[dspec] if dspec in datasets else _load_data(dspec, config, model)
-            _evaluate_pair(run, _pair(run, model, model_label(mspec), ds, dspec))
+            _evaluate_pair(run, _pair(run, model, mname, ds, dspec, plan[:2]))
     for cspec in config.classifiers:
         _evaluate_classifier(run, cspec, datasets)
-    store.update_manifest(models=model_info)
+    store.update_manifest(models=model_info, skipped_attacks=skipped)
     return store
 
 
-def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str) -> _Pair:
-    """The segmentation pair: its scorer, sample names and (seeded) target masks."""
+def _attack_plan(run: _Run, model: torch.nn.Module, mname: str):
+    """``(attacks, clean_rows, skipped)`` of one model: a model without gradients skips all."""
+    clean_rows = NO_ATTACK in run.config.attacks
+    if getattr(model, "supports_gradients", True) or not run.attacks:
+        return run.attacks, clean_rows, []
+    skipped = [f"{a} (adaptive)" if adaptive else a for a, adaptive, _ in run.attacks]
+    log.warning(
+        "%s has no gradients (supports_gradients is False, e.g. ONNX): skipping the attack(s) %s; "
+        "its clean and benign scores are stored under attack %r",
+        mname,
+        ", ".join(skipped),
+        NO_ATTACK,
+    )
+    return [], True, skipped
+
+
+def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str, plan) -> _Pair:
+    """The segmentation pair: its scorer, sample names, (seeded) target masks and attacks."""
     from segshield.attacks import make_targets
 
     config = run.config
@@ -222,7 +284,7 @@ def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str) ->
         masks_all = torch.stack([torch.as_tensor(ds[i]["mask"]) for i in range(n)]).long()
         targets = make_targets(config.target, masks_all, seed=config.seed)
         check_masks(targets, "target masks", like=masks_all)
-    return _Pair(model, mname, dataset_label(dspec), ds, scorer, names, targets)
+    return _Pair(model, mname, dataset_label(dspec), ds, scorer, names, targets, *plan)
 
 
 def _unfinished(run: _Run, pair: _Pair, start: int, combos: list[tuple[str, bool, str]]):
@@ -238,7 +300,8 @@ def _unfinished(run: _Run, pair: _Pair, start: int, combos: list[tuple[str, bool
 def _evaluate_pair(run: _Run, pair: _Pair) -> None:
     """Every batch of a segmentation pair: clean and benign once, then each attack group."""
     starts = list(range(0, len(pair.names), run.config.batch_size))
-    combos = [(a, ad, d) for a, ad, _ in run.attacks for d in run.defenses]
+    combos = [(a, ad, d) for a, ad, _ in pair.attacks for d in run.defenses]
+    combos += [(NO_ATTACK, False, d) for d in run.defenses if pair.clean_rows]
     for start in progress(starts, desc=f"{pair.mname} on {pair.dname}", unit="batch"):
         idx = _unfinished(run, pair, start, combos)
         if not idx:
@@ -262,12 +325,31 @@ def _evaluate_pair(run: _Run, pair: _Pair) -> None:
         }
         batch = {"idx": idx, "names": names, "x": x, "y": y, "start": start}
         batch.update(clean_pred=clean_pred, clean=clean, base=base, benign=benign)
-        for aspec, adaptive, attack in run.attacks:
+        if pair.clean_rows:
+            _clean_rows(run, pair, batch, missing)
+        for aspec, adaptive, attack in pair.attacks:
             todo = [d for d in run.defenses if (aspec, adaptive, d) in missing]
             groups = [[d] for d in todo] if adaptive else [todo]
             target = tgt if getattr(attack, "allows_target", True) else None
             for group in groups if todo else []:
                 _attack_group(run, pair, batch, (aspec, adaptive, attack), group, target)
+
+
+def _row(key: RowKey, cols: dict[str, list[float]], j: int) -> dict[str, Any]:
+    """The stored row of sample ``j`` of a batch: its key and its value of every column."""
+    return {**dict(zip(KEY_COLUMNS, key, strict=True)), **{c: v[j] for c, v in cols.items()}}
+
+
+def _clean_rows(run: _Run, pair: _Pair, batch: dict, missing: set) -> None:
+    """Rows of attack ``none`` on a batch: clean and benign scores of each missing defence."""
+    rows = [
+        _row(k, {**batch["base"], **batch["benign"][d]}, j)
+        for d in run.defenses
+        if (NO_ATTACK, False, d) in missing
+        for j, sample in enumerate(batch["names"])
+        if (k := pair.key(NO_ATTACK, False, d, sample)) not in run.done
+    ]
+    run.commit(rows, [])
 
 
 def _attack_group(run: _Run, pair: _Pair, batch: dict, attack_info, group, a_tgt) -> None:
@@ -310,9 +392,7 @@ def _attack_group(run: _Run, pair: _Pair, batch: dict, attack_info, group, a_tgt
             k = pair.key(aspec, adaptive, dspec, sample)
             if k in run.done:
                 continue
-            row = dict(zip(KEY_COLUMNS, k, strict=True))
-            row.update({c: v[j] for c, v in cols.items()})
-            rows.append(row)
+            rows.append(_row(k, cols, j))
             if batch["idx"][j] < config.examples:
                 images = {"image": x[j], "adversarial": adv[j], "defended": rec_img[j]}
                 masks = {"gt": y[j], "target": None if a_tgt is None else a_tgt[j]}
@@ -403,8 +483,4 @@ def _classifier_rows(res, preds, y, keys: list[RowKey], done: set[RowKey]) -> li
     put(cols, "l2", res.stats["l2"])
     put(cols, "linf", res.stats["linf"])
     put(cols, "attack_steps", res.stats["steps"])
-    return [
-        {**dict(zip(KEY_COLUMNS, k, strict=True)), **{c: v[b] for c, v in cols.items()}}
-        for b, k in enumerate(keys)
-        if k not in done
-    ]
+    return [_row(k, cols, b) for b, k in enumerate(keys) if k not in done]

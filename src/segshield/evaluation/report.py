@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segshield.evaluation.store import ResultStore
-from segshield.evaluation.summary import GROUP_COLUMNS, MAIN_COLUMNS, summarize
+from segshield.evaluation.summary import GROUP_COLUMNS, MAIN_COLUMNS, run_notes, summarize
 from segshield.plotting import bars_figure, figure_svg, save_figure, tradeoff_figure
 from segshield.utils.imageio import atomic_write_bytes
 
@@ -208,6 +208,7 @@ def _run_section(summary: list[dict[str, Any]], manifest: dict[str, Any]) -> lis
             f"<li>Adaptive attacks (run through each defence; gradient per defence: "
             f"{_e(grads or 'see manifest')}): {_e(', '.join(adaptive))}.</li>"
         )
+    parts += [f"<li>{_e(note)}.</li>" for note in run_notes(manifest)]
     parts.append("</ul>")
     if not adaptive:
         parts.append(

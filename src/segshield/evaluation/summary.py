@@ -5,6 +5,8 @@ its mean over the non-NaN samples (docs/ALGORITHMS.md §5: NaN scores, e.g. empt
 non-empty prediction, are flagged and counted, never folded into a mean), the sample
 standard deviation (``std``, NaN with fewer than two values) and the count of NaN
 samples (``nan``). Values keep full precision; rounding happens only in renderers.
+:func:`run_notes` says, from the manifest, what the rows cannot: which models are defended
+files (``segshield export``) and which attacks did not run on which model.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from segshield._checks import check_choice, check_number
+from segshield.evaluation.config import NO_ATTACK
 
 __all__ = [
     "GROUP_COLUMNS",
     "MAIN_COLUMNS",
     "summarize",
     "format_summary",
+    "run_notes",
 ]
 
 GROUP_COLUMNS = ("model", "dataset", "attack", "adaptive", "defense")
@@ -166,3 +170,36 @@ def format_summary(
     for r in summary:
         lines.append("| " + " | ".join(_fmt(r.get(c, math.nan), digits) for c in head) + " |")
     return "\n".join(lines)
+
+
+def run_notes(manifest: Mapping[str, Any]) -> list[str]:
+    """One line per defended model file and per model whose attacks were skipped.
+
+    Args:
+        manifest: a results folder's manifest (``ResultStore.manifest()``): its
+            ``models`` (model name -> config; a defended file has ``defended`` true and
+            its ``defense`` spec) and ``skipped_attacks`` (model name -> attacks not run).
+
+    Returns:
+        Plain-text lines, empty when there is nothing to say.
+
+    Example:
+        >>> notes = run_notes({"models": {"d.onnx": {"defended": True, "defense": "fr"}},
+        ...                    "skipped_attacks": {"d.onnx": ["asma"]}})
+        >>> print(notes[0])
+        d.onnx: defended model file, defence fr inside (its defence 'none' rows are defended)
+        >>> print(notes[1])
+        d.onnx: no gradients, attacks not run: asma (clean and benign rows under attack 'none')
+    """
+    notes = [
+        f"{name}: defended model file, defence {cfg.get('defense') or '?'} inside (its "
+        "defence 'none' rows are defended)"
+        for name, cfg in (manifest.get("models") or {}).items()
+        if isinstance(cfg, Mapping) and cfg.get("defended")
+    ]
+    notes += [
+        f"{name}: no gradients, attacks not run: {', '.join(attacks)} (clean and benign rows "
+        f"under attack {NO_ATTACK!r})"
+        for name, attacks in (manifest.get("skipped_attacks") or {}).items()
+    ]
+    return notes
