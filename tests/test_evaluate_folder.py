@@ -213,3 +213,25 @@ def test_two_runs_into_one_folder_stay_consistent(ckpt, tmp_path):
     defenses = {r[4] for r in _rows(out)}
     assert defenses == set(manifest["config"]["defenses"]) == set(manifest["defenses"])
     assert len(_rows(out)) == 2 * 2
+
+
+def test_a_busy_folder_waits_a_moment_for_the_holders_details(tmp_path):
+    """The holder writes its details just after taking the lock; a second run that reads
+    the lock file in between waits for them instead of naming nobody."""
+    import json
+    import threading
+
+    from segshield.evaluation.lock import _read_holder
+
+    path = tmp_path / "lock"
+    path.write_text("")
+    details = json.dumps({"pid": 4321, "host": "h"}) + "\n"
+    timer = threading.Timer(0.1, path.write_text, args=(details,))
+    timer.start()
+    with open(path, encoding="utf-8") as fh:
+        assert _read_holder(fh) == details
+    timer.join()
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('{"pid": 1')  # never completed: give up after tries * wait_s
+    with open(path, encoding="utf-8") as fh:
+        assert _read_holder(fh, tries=2, wait_s=0.01) == '{"pid": 1'

@@ -100,8 +100,7 @@ def lock_folder(folder: str | Path, flag: str = "-o") -> FolderLock:
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read()
+        holder = _read_holder(fh)
         fh.close()
         raise FolderBusyError(
             f"{flag}: {folder} is in use by {_describe(holder)}; wait for it to finish, or "
@@ -119,6 +118,18 @@ def lock_folder(folder: str | Path, flag: str = "-o") -> FolderLock:
     fh.flush()
     _HELD[key] = [fh, 1]
     return FolderLock(folder, key)
+
+
+def _read_holder(fh: IO[str], tries: int = 40, wait_s: float = 0.05) -> str:
+    """The holder's details; it writes them just after it takes the lock, so a reader that
+    comes in between waits for them a moment (at most ``tries * wait_s`` seconds)."""
+    for _ in range(tries):
+        fh.seek(0)
+        text = fh.read()
+        if text.endswith("\n"):
+            return text
+        time.sleep(wait_s)
+    return text
 
 
 def _describe(text: str) -> str:
