@@ -92,7 +92,7 @@ def apgd(
     norm: str = "linf",
     loss: str = "ce",
     start: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run APGD (Croce & Hein, ICML 2020, Algorithm 1) on a per-pixel loss.
 
     The step size, restarts and checkpoints follow the loss; the image returned for each
@@ -112,8 +112,9 @@ def apgd(
         start: initial perturbation, or None for the clean image.
 
     Returns:
-        ``(adversarial, score)``: ``(B, C, H, W)`` images in ``[0, 1]`` within ``eps`` of
-        ``images``, and the ``(B,)`` best score.
+        ``(adversarial, score, eta)``: ``(B, C, H, W)`` images in ``[0, 1]`` within
+        ``eps`` of ``images``, the ``(B,)`` best score (pixel accuracy, negated when
+        untargeted) and the ``(B,)`` final step sizes.
 
     Raises:
         TypeError, ValueError: bad images, ``steps``, ``norm`` or ``loss``.
@@ -121,7 +122,7 @@ def apgd(
     Example:
         >>> model = torch.nn.Conv2d(1, 2, 1)
         >>> x = torch.rand(1, 1, 4, 4); y = torch.zeros(1, 4, 4, dtype=torch.long)
-        >>> adv, _ = apgd(model, x, y, eps=0.1, steps=5, loss="js")
+        >>> adv, _, _ = apgd(model, x, y, eps=0.1, steps=5, loss="js")
         >>> bool((adv - x).abs().max() <= 0.1 + 1e-6)
         True
     """
@@ -170,7 +171,7 @@ def apgd(
             )
             improved.zero_()
             ckpt_eta, ckpt_f, last_w = eta.clone(), max_f.clone(), k + 1
-    return best_x.detach(), best_s
+    return best_x.detach(), best_s, eta
 
 
 class APGD(Attack):
@@ -232,7 +233,7 @@ class APGD(Attack):
 
     def _run(self, model, images, labels, target, classifier):
         start = random_start(images, self.eps, self.norm, self.seed) if self.random_start else None
-        adv, _ = apgd(
+        adv, _, _ = apgd(
             model,
             images,
             labels,
