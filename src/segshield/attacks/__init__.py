@@ -1,4 +1,4 @@
-"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD; CW L2 for classifiers.
+"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD, CosPGD, APGD; CW L2.
 
 Every attack is called as ``attack(model, images, masks=None, target_masks=None)`` and
 returns an :class:`AttackResult`. ``Defended(model, defense)`` makes any attack adaptive
@@ -7,8 +7,10 @@ from :func:`get_attack`.
 """
 
 from segshield.attacks.adaptive import Defended
+from segshield.attacks.apgd import APGD, apgd
 from segshield.attacks.asma import ASMA, asma
 from segshield.attacks.base import SUCCESS_IOU, Attack, AttackResult, loss_gradient
+from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG, dag
 from segshield.attacks.fgsm import FGSM
@@ -26,11 +28,14 @@ __all__ = [
     "PGD",
     "DAG",
     "SegPGD",
+    "CosPGD",
+    "APGD",
     "CarliniWagnerL2",
     "Defended",
     "asma",
     "pgd",
     "dag",
+    "apgd",
     "loss_gradient",
     "get_attack",
     "list_attacks",

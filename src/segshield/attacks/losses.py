@@ -19,6 +19,12 @@ __all__ = [
     "pixel_cross_entropy",
     "per_sample_mean",
     "asma_prediction_loss",
+    "class_probabilities",
+    "onehot_cosine",
+    "masked_cross_entropy",
+    "balanced_masked_cross_entropy",
+    "js_divergence",
+    "SEG_LOSSES",
 ]
 
 
@@ -134,3 +140,138 @@ def asma_prediction_loss(
     picked = g.gather(1, t.unsqueeze(1)).squeeze(1)
     sel = valid & (pred != target)
     return (picked * sel).flatten(1).sum(1)
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: softmax over K >= 2 classes, ``[1 - sigmoid, sigmoid]`` for K = 1.
+
+    Shape:
+        ``(B, K, ...)`` -> ``(B, max(K, 2), ...)``.
+
+    Example:
+        >>> class_probabilities(torch.tensor([[[[0.0]]]])).flatten().tolist()
+        [0.5, 0.5]
+    """
+    return F.softmax(two_class_logits(logits), dim=1)
+
+
+def _valid_labels(labels: torch.Tensor, k: int, ignore_index: int) -> tuple[torch.Tensor, ...]:
+    valid = (labels != ignore_index) & (labels >= 0) & (labels < k)
+    return valid, torch.where(valid, labels, torch.zeros_like(labels))
+
+
+def onehot_cosine(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Cosine similarity per pixel between the class probabilities and the one-hot label.
+
+    ``cos(p, e_y) = p_y / ||p||_2`` with p from :func:`class_probabilities` (CosPGD,
+    Agnihotri & Keuper, ICML 2024; docs/ALGORITHMS.md §4). Ignored pixels give 0.
+
+    Shape:
+        logits ``(B, K, H, W)``, labels ``(B, H, W)``; returns ``(B, H, W)``.
+
+    Example:
+        >>> z = torch.tensor([[[[0.0]], [[0.0]]]])
+        >>> round(onehot_cosine(z, torch.tensor([[[1]]])).item(), 4)
+        0.7071
+    """
+    p = class_probabilities(logits)
+    valid, y = _valid_labels(labels, p.shape[1], ignore_index)
+    py = p.gather(1, y.unsqueeze(1)).squeeze(1)
+    return torch.where(valid, py / p.norm(dim=1), torch.zeros_like(py))
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    targeted: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Cross-entropy on the pixels the attack has not won yet (SEA, Croce et al., ECCV 2024).
+
+    Untargeted (``labels`` the ground truth): only pixels still predicted as their label
+    count. Targeted (``labels`` the target): only pixels not yet predicted as the target.
+
+    Shape:
+        logits ``(B, K, H, W)``, labels ``(B, H, W)``; returns ``(B, H, W)``.
+
+    Example:
+        >>> z = torch.tensor([[[[0.0, 1.0]], [[1.0, 0.0]]]])
+        >>> masked_cross_entropy(z, torch.tensor([[[1, 1]]])).tolist()[0][0][1]
+        0.0
+    """
+    correct = predict(logits) == labels
+    keep = ~correct if targeted else correct
+    return pixel_cross_entropy(logits, labels, ignore_index) * keep
+
+
+def balanced_masked_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    targeted: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Masked cross-entropy with each class weighted by the inverse of its pixel count.
+
+    A pixel of class c gets weight ``N / (C * n_c)``: ``n_c`` pixels of class c and N
+    non-ignored pixels in the sample's ``labels``, C classes present, so every present
+    class carries the same total weight and the weights average 1 (docs/ALGORITHMS.md §4).
+
+    Shape:
+        logits ``(B, K, H, W)``, labels ``(B, H, W)``; returns ``(B, H, W)``.
+
+    Example:
+        >>> z = torch.tensor([[[[0.0, 0.0, 0.0, 0.0]], [[-1.0, -1.0, -1.0, 1.0]]]])
+        >>> w = balanced_masked_cross_entropy(z, torch.tensor([[[0, 0, 0, 1]]]))
+        >>> [round(v, 4) for v in w.flatten().tolist()]  # CE ln(1 + 1/e) x 2/3, x 2
+        [0.2088, 0.2088, 0.2088, 0.6265]
+    """
+    k = max(int(logits.shape[1]), 2)
+    valid, y = _valid_labels(labels, k, ignore_index)
+    onehot = F.one_hot(y, k) * valid.unsqueeze(-1)
+    counts = onehot.flatten(1, -2).sum(1).to(logits.dtype)  # (B, k)
+    present = (counts > 0).sum(1).clamp_min(1).to(logits.dtype)
+    n = counts.sum(1)
+    per_class = torch.where(counts > 0, n.unsqueeze(1) / (present.unsqueeze(1) * counts), 0.0)
+    weight = per_class.gather(1, y.flatten(1)).view_as(labels) * valid
+    return (
+        masked_cross_entropy(logits, labels, targeted=targeted, ignore_index=ignore_index) * weight
+    )
+
+
+def js_divergence(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Jensen-Shannon divergence per pixel between the prediction and the one-hot label.
+
+    ``JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2`` with ``m = (p + q) / 2``, p from
+    :func:`class_probabilities`, q the one-hot label (natural log, so at most ln 2).
+    Ignored pixels give 0.
+
+    Shape:
+        logits ``(B, K, H, W)``, labels ``(B, H, W)``; returns ``(B, H, W)``.
+
+    Example:
+        >>> z = torch.tensor([[[[-30.0]], [[30.0]]]])
+        >>> round(js_divergence(z, torch.tensor([[[0]]])).item(), 4)
+        0.6931
+    """
+    p = class_probabilities(logits)
+    valid, y = _valid_labels(labels, p.shape[1], ignore_index)
+    q = F.one_hot(y, p.shape[1]).movedim(-1, 1).to(p.dtype)
+    m = (p + q) / 2
+    kl_p = torch.xlogy(p, p) - torch.xlogy(p, m)
+    kl_q = torch.xlogy(q, q) - torch.xlogy(q, m)
+    return ((kl_p + kl_q).sum(1) / 2) * valid
+
+
+#: The per-pixel losses of APGD (``loss=`` setting), name -> ``f(logits, labels, targeted)``.
+SEG_LOSSES = {
+    "ce": lambda z, y, targeted: pixel_cross_entropy(z, y),
+    "mce": lambda z, y, targeted: masked_cross_entropy(z, y, targeted=targeted),
+    "bmce": lambda z, y, targeted: balanced_masked_cross_entropy(z, y, targeted=targeted),
+    "js": lambda z, y, targeted: js_divergence(z, y),
+}

@@ -186,7 +186,7 @@ class PGD(Attack):
         self.random_start = random_start
         self.seed = int(check_number("seed", seed, low=0, integer=True))
 
-    def _pixel_weights(self) -> PixelWeights | None:
+    def _pixel_weights(self, targeted: bool) -> PixelWeights | None:
         return None
 
     def _run(self, model, images, labels, target, classifier):
@@ -201,6 +201,6 @@ class PGD(Attack):
             steps=self.steps,
             norm=self.norm,
             start=start,
-            pixel_weights=self._pixel_weights(),
+            pixel_weights=self._pixel_weights(target is not None),
         )
         return adv, torch.full((images.shape[0],), self.steps, dtype=torch.long)

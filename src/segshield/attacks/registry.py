@@ -15,8 +15,10 @@ from typing import Any
 
 from segshield._registry import Registry, split
 from segshield._spec import parse_value
+from segshield.attacks.apgd import APGD
 from segshield.attacks.asma import ASMA
 from segshield.attacks.base import Attack
+from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG
 from segshield.attacks.fgsm import FGSM
@@ -36,6 +38,8 @@ for _name, _cls in (
     ("dag", DAG),
     ("segpgd", SegPGD),
     ("cw", CarliniWagnerL2),
+    ("cospgd", CosPGD),
+    ("apgd", APGD),
 ):
     REGISTRY.register(_name, _cls)
 

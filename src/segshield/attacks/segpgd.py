@@ -75,5 +75,5 @@ class SegPGD(PGD):
     supports_classifiers = False
     allows_target = False
 
-    def _pixel_weights(self) -> PixelWeights | None:
+    def _pixel_weights(self, targeted: bool) -> PixelWeights | None:
         return segpgd_weights
