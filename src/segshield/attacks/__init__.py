@@ -1,4 +1,4 @@
-"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD; CW L2 for classifiers.
+"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD, DCT-PGD; CW L2.
 
 Every attack is called as ``attack(model, images, masks=None, target_masks=None)`` and
 returns an :class:`AttackResult`. ``Defended(model, defense)`` makes any attack adaptive
@@ -11,6 +11,7 @@ from segshield.attacks.asma import ASMA, asma
 from segshield.attacks.base import SUCCESS_IOU, Attack, AttackResult, loss_gradient
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG, dag
+from segshield.attacks.dctpgd import DCTPGD, dctpgd
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.pgd import PGD, pgd
 from segshield.attacks.registry import get_attack, list_attacks, parse_spec, register_attack
@@ -27,10 +28,12 @@ __all__ = [
     "DAG",
     "SegPGD",
     "CarliniWagnerL2",
+    "DCTPGD",
     "Defended",
     "asma",
     "pgd",
     "dag",
+    "dctpgd",
     "loss_gradient",
     "get_attack",
     "list_attacks",

@@ -19,6 +19,7 @@ from segshield.attacks.asma import ASMA
 from segshield.attacks.base import Attack
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG
+from segshield.attacks.dctpgd import DCTPGD
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.pgd import PGD
 from segshield.attacks.segpgd import SegPGD
@@ -36,6 +37,7 @@ for _name, _cls in (
     ("dag", DAG),
     ("segpgd", SegPGD),
     ("cw", CarliniWagnerL2),
+    ("dctpgd", DCTPGD),
 ):
     REGISTRY.register(_name, _cls)
 
