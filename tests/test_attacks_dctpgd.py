@@ -29,7 +29,9 @@ class DctLinear(nn.Module):
 
     def forward(self, x):
         c = block_dct(x * 255.0)
-        z = sum(w * c[:, 0, :, :, u, v] for (u, v), w in zip(self.coeffs, self.weights))
+        z = sum(
+            w * c[:, 0, :, :, u, v] for (u, v), w in zip(self.coeffs, self.weights, strict=True)
+        )
         z = z.repeat_interleave(8, 1).repeat_interleave(8, 2).unsqueeze(1) / 100
         return torch.cat([torch.zeros_like(z), z], 1)
 
