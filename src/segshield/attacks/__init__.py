@@ -1,4 +1,5 @@
-"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD, CosPGD, APGD; CW L2.
+"""Adversarial attacks (docs/ALGORITHMS.md §4): ASMA, FGSM, PGD, DAG, SegPGD, CosPGD, APGD,
+DCT-PGD; CW L2.
 
 Every attack is called as ``attack(model, images, masks=None, target_masks=None)`` and
 returns an :class:`AttackResult`. ``Defended(model, defense)`` makes any attack adaptive
@@ -13,6 +14,7 @@ from segshield.attacks.base import SUCCESS_IOU, Attack, AttackResult, loss_gradi
 from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG, dag
+from segshield.attacks.dctpgd import DCTPGD, dctpgd
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.pgd import PGD, pgd
 from segshield.attacks.registry import get_attack, list_attacks, parse_spec, register_attack
@@ -31,11 +33,13 @@ __all__ = [
     "CosPGD",
     "APGD",
     "CarliniWagnerL2",
+    "DCTPGD",
     "Defended",
     "asma",
     "pgd",
     "dag",
     "apgd",
+    "dctpgd",
     "loss_gradient",
     "get_attack",
     "list_attacks",

@@ -7,7 +7,9 @@ one of :data:`segshield.gradients.GRADIENTS`): ``"exact"`` (differentiable), ``"
 differentiable surrogate); the defences implement these themselves. For randomised
 defences (``defense.randomized``) set ``eot_samples = N``: the attacks average their
 loss over N forward passes (Expectation over Transformation), see
-:func:`segshield.attacks.base.loss_gradient`.
+:func:`segshield.attacks.base.loss_gradient`. ``eot="grid-shift"`` adds EOT over the
+alignment of the 8x8 block grid (docs/ALGORITHMS.md §4): each pass defends the image
+shifted by a random ``(dy, dx)``, for an attacker who does not know where the grid lies.
 """
 
 from __future__ import annotations
@@ -15,19 +17,54 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from segshield._checks import check_number
+from segshield._checks import check_choice, check_number
 from segshield._deprecation import moved_names
 from segshield.gradients import GRADIENTS
 
-__all__ = ["Defended"]
+__all__ = ["Defended", "EOT_MODES", "grid_shift"]
+
+#: Transformations :class:`Defended` can average over (besides a random defence's own).
+EOT_MODES = ("grid-shift",)
 
 log = logging.getLogger(__name__)
 
 __getattr__ = moved_names(
     __name__, {"GRADIENT_POLICIES": ("segshield.gradients.GRADIENTS", lambda: GRADIENTS)}
 )
+
+
+def grid_shift(
+    defense: nn.Module, x: torch.Tensor, dy: int, dx: int
+) -> torch.Tensor:  # fmt: skip
+    """Defend ``x`` with its block grid moved by ``(dy, dx)`` pixels, in ``x``'s frame.
+
+    Pads ``dy`` rows at the top and ``dx`` columns at the left (edge values), defends,
+    and crops the padding off again, so the defence's 8x8 blocks start at rows
+    ``-dy + 8k`` and columns ``-dx + 8k`` of ``x``. ``(0, 0)`` is ``defense(x)``.
+
+    Args:
+        defense: maps ``(B, C, H, W)`` images to the same shape.
+        x: ``(B, C, H, W)`` images.
+        dy: rows, integer >= 0.
+        dx: columns, integer >= 0.
+
+    Returns:
+        ``(B, C, H, W)``; differentiable as far as ``defense`` is.
+
+    Example:
+        >>> from segshield.defenses import get_defense
+        >>> x = torch.rand(1, 1, 16, 16)
+        >>> fr = get_defense("fr")
+        >>> bool(torch.equal(grid_shift(fr, x, 0, 0), fr(x)))
+        True
+    """
+    if dy == 0 and dx == 0:
+        return defense(x)
+    y = defense(F.pad(x, (dx, 0, dy, 0), mode="replicate"))
+    return y[..., dy:, dx:]
 
 
 class Defended(nn.Module):
@@ -41,6 +78,14 @@ class Defended(nn.Module):
         eot_samples: forward passes the attacks average their loss over (EOT), >= 1.
             Default 1. A randomised defence with 1 sample is allowed but logged as a
             warning (the attack is then not adaptive to the randomness).
+        eot: ``None`` (default) or ``"grid-shift"``: every forward pass defends the
+            image with the 8x8 block grid shifted by a random ``(dy, dx)``
+            (:func:`grid_shift`), one draw per pass for the whole batch.
+        offsets: with ``eot="grid-shift"``, ``dy`` and ``dx`` are drawn uniformly from
+            ``0..offsets-1``; integer in [1, 8], default 8 (all 64 grid offsets); 1 is
+            the unshifted grid.
+        seed: seed of the shifts (>= 0, default 0); :meth:`reseed` restarts the
+            sequence (attacks such as DCT-PGD do so with their own seed).
 
     Shape:
         ``(B, C, H, W)`` -> the model's logits.
@@ -62,7 +107,16 @@ class Defended(nn.Module):
 
     is_defended = True
 
-    def __init__(self, model: nn.Module, defense: nn.Module, eot_samples: int = 1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        defense: nn.Module,
+        eot_samples: int = 1,
+        *,
+        eot: str | None = None,
+        offsets: int = 8,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         for name, obj in (("model", model), ("defense", defense)):
             if not isinstance(obj, nn.Module):
@@ -83,6 +137,11 @@ class Defended(nn.Module):
                 "defence must say whether it is random (EOT needed)"
             )
         self.eot_samples = int(check_number("eot_samples", eot_samples, low=1, integer=True))
+        self.eot = check_choice("eot", eot, (None, *EOT_MODES))
+        self.offsets = int(check_number("offsets", offsets, low=1, high=8, integer=True))
+        self.seed = int(check_number("seed", seed, low=0, integer=True))
+        self._gen = torch.Generator().manual_seed(self.seed)
+        randomized = randomized or (self.eot is not None and self.offsets > 1)
         if randomized and self.eot_samples == 1:
             log.warning(
                 "defense %s is randomised but eot_samples=1: the attack averages over one "
@@ -110,6 +169,18 @@ class Defended(nn.Module):
         """The wrapped model's ``num_classes`` when it has one."""
         return getattr(self.model, "num_classes", None)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the grid-shift draws from ``seed`` (>= 0), so that an attack repeats."""
+        self.seed = int(check_number("seed", seed, low=0, integer=True))
+        self._gen.manual_seed(self.seed)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the model on the defended image: ``model(defense(x))``."""
-        return self.model(self.defense(x))
+        """Logits of the model on the defended image: ``model(defense(x))``.
+
+        With ``eot="grid-shift"``: ``model(grid_shift(defense, x, dy, dx))`` for a
+        ``(dy, dx)`` drawn from this model's generator.
+        """
+        if self.eot is None:
+            return self.model(self.defense(x))
+        dy, dx = torch.randint(0, self.offsets, (2,), generator=self._gen).tolist()
+        return self.model(grid_shift(self.defense, x, dy, dx))

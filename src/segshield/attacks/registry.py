@@ -21,6 +21,7 @@ from segshield.attacks.base import Attack
 from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.cw import CarliniWagnerL2
 from segshield.attacks.dag import DAG
+from segshield.attacks.dctpgd import DCTPGD
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.pgd import PGD
 from segshield.attacks.segpgd import SegPGD
@@ -40,6 +41,7 @@ for _name, _cls in (
     ("cw", CarliniWagnerL2),
     ("cospgd", CosPGD),
     ("apgd", APGD),
+    ("dctpgd", DCTPGD),
 ):
     REGISTRY.register(_name, _cls)
 
