@@ -185,7 +185,9 @@ def test_adaptive_attacks_enter_the_worst_case(tmp_path, tiny):
             attack_rows[("pgd:steps=2", True, w["defense"], w["sample"])]["recovered_dice"],
         ]
         assert w["recovered_dice"] == min(v for v in pair if not math.isnan(v))
-        assert w["worst_adaptive"] == float(w["worst_attack"] == "pgd:steps=2" and pair[1] < pair[0])
+        assert w["worst_adaptive"] == float(
+            w["worst_attack"] == "pgd:steps=2" and pair[1] < pair[0]
+        )
     assert "adaptive (through each defence): pgd:steps=2" in html
 
 
@@ -331,8 +333,9 @@ def test_unregistered_suite_attack_is_named(tmp_path, tiny):
 
 
 def test_cli_worst_case_and_suite_flags(tmp_path, capsys):
-    from segshield.cli.evaluate import add_parser, config_from_args
     import argparse
+
+    from segshield.cli.evaluate import add_parser, config_from_args
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

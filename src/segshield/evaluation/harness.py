@@ -257,7 +257,9 @@ def run_evaluation(
             if config.worst_case and pair.attacks:
                 entrants = [(a, ad) for a, ad, _ in pair.attacks]
                 rows = worst_case_rows(store.rows(), entrants, mname, pair.dname)
-                run.commit([r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], [])
+                run.commit(
+                    [r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], []
+                )
     for cspec in config.classifiers:
         _evaluate_classifier(run, cspec, datasets)
     store.update_manifest(models=model_info, skipped_attacks=skipped)

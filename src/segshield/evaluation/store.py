@@ -343,7 +343,7 @@ class ResultStore:
                 )
 
     def rows(self, table: str = "results") -> list[dict[str, Any]]:
-        """Every row in insertion order; NULL metrics come back as NaN (text: None), adaptive as bool."""
+        """Every row in insertion order; NULL metrics read NaN (text: None), adaptive a bool."""
         table = _table(table)
         cols = self._columns(table)
         out = []

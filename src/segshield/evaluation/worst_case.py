@@ -93,7 +93,13 @@ def worst_case_rows(
             )
         scored = [(_value(by_rank[i]), i) for i in range(len(entrants))]
         finite = [(v, i) for v, i in scored if not math.isnan(v)]
-        key = dict(zip(KEY_COLUMNS, (model, dataset, WORST_CASE, any_adaptive, defense, sample)))
+        key = dict(
+            zip(
+                KEY_COLUMNS,
+                (model, dataset, WORST_CASE, any_adaptive, defense, sample),
+                strict=True,
+            )
+        )
         if not finite:
             out.append({**key, SCORE: math.nan, "worst_attack": None, "worst_adaptive": math.nan})
             continue
@@ -142,7 +148,9 @@ def worst_case_html(
     for r in rows:
         if r["attack"] == WORST_CASE and r.get("worst_attack") is not None:
             cell = (r["model"], r["dataset"], r["defense"])
-            wins.setdefault(cell, Counter())[_label(r["worst_attack"], r["worst_adaptive"] == 1)] += 1
+            wins.setdefault(cell, Counter())[
+                _label(r["worst_attack"], r["worst_adaptive"] == 1)
+            ] += 1
     head = "".join(
         f"<th>{h}</th>" for h in ("model", "dataset", "defence", "n", "worst-case recovered Dice")
     )
