@@ -3,12 +3,13 @@
 Sections: the worst case per image when the run stored it (worst-case recovered Dice per
 defence, which attacks entered and which won how often), what was run (attacks, which
 were adaptive, seed, configuration, versions, machine), the summary (a compact pivot per
-model and dataset, then the full table with mean ± std, n, NaN counts), per-defence bars, the benign-loss vs
-recovered-Dice scatter (the trade-off of Liu et al., MICCAI 2020), diagnosis downstream, and example panels
-(image, adversarial, amplified perturbation, defended; masks: ground truth, target,
-clean, attacked, recovered) embedded as PNG data URIs. The figures are drawn by
-:mod:`segshield.plotting` and embedded as inline SVG; :func:`render_report` also writes
-each one as PDF and PNG in a folder beside the page.
+model and dataset, then the full table with mean ± std, n, NaN counts), per-defence
+bars, the benign-loss vs recovered-Dice scatter (the trade-off of Liu et al., MICCAI
+2020), diagnosis downstream, and example panels (image, adversarial, amplified
+perturbation, defended; masks: ground truth, target, clean, attacked, recovered)
+embedded as PNG data URIs. The figures are drawn by :mod:`segshield.plotting` and
+embedded as inline SVG; :func:`render_report` also writes each one as PDF and PNG in a
+folder beside the page.
 """
 
 from __future__ import annotations
