@@ -28,6 +28,7 @@ __all__ = [
     "REPRODUCE_DATASETS",
     "RESIZE_POLICIES",
     "SPLITS",
+    "SUITES",
     "TABLE_PAD_MODES",
     "TARGET_KINDS",
     "TRAIN_TASKS",
@@ -58,3 +59,5 @@ RESIZE_POLICIES = ("resize", "pad")
 REPRODUCE_DATASETS = ("isic2017", "origa", "paddleseg")
 #: Bit depths of the PNG files ``segshield attack`` writes.
 PNG_BITS = (8, 16)
+#: Attack suites of ``segshield evaluate --suite`` (``segshield.evaluation.suites``).
+SUITES = ("standard",)

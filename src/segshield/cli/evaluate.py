@@ -9,6 +9,12 @@ same command after an interruption resumes without recomputing finished rows.
 ONNX model has no gradients: the attacks are skipped on it (one warning; the summary
 says which) and its clean and benign scores are stored under attack ``none``;
 ``--attack none`` asks for those rows for every model.
+
+``--worst-case`` adds, per sample and defence, the worst case over the attacks run
+(adaptive ones included): rows of attack ``worst-case`` naming the winning attack in
+``worst_attack``. ``--suite standard`` runs ASMA, PGD, APGD-CE, APGD-BMCE and CosPGD on the
+bare model and DCT-PGD through each defence, at the L-inf budget ``--eps`` (default
+8/255), and reports the worst case.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from segshield.choices import SUITES
 from segshield.cli import _common as common
 
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
@@ -43,6 +50,8 @@ _SCALAR_FLAGS = (
     "examples",
     "glaucoma_threshold",
     "device",
+    "suite",
+    "eps",
 )
 
 
@@ -83,6 +92,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="do not round adversarial images to 8 bits before the defence",
     )
+    p.add_argument(
+        "--worst-case",
+        action="store_true",
+        help="also store the worst case per sample over the attacks run (attack worst-case)",
+    )
+    p.add_argument(
+        "--suite",
+        choices=SUITES,
+        help="run this attack suite (standard: asma, pgd, apgd ce/bmce, cospgd; dctpgd "
+        "adaptive) at --eps and report the worst case; --attack/--adaptive add to it",
+    )
+    p.add_argument("--eps", help="L-inf budget of --suite, e.g. 4/255 (default 8/255)")
     common.add_size(p)
     common.add_split(p, None, shown="val")
     common.add_limit(p, "at most N samples per dataset")
@@ -114,6 +135,8 @@ def config_from_args(args: argparse.Namespace):
             overrides[name] = getattr(args, name)
     if args.no_png_roundtrip:
         overrides["png_roundtrip"] = False
+    if args.worst_case:
+        overrides["worst_case"] = True
     if args.untargeted:
         if args.target is not None:
             raise ValueError("--untargeted: cannot be combined with --target")
@@ -182,6 +205,7 @@ def validate(args: argparse.Namespace) -> None:
     from segshield.evaluation.harness import WRAPPED_SUFFIXES, load_model
     from segshield.evaluation.lock import lock_folder
     from segshield.evaluation.store import ResultStore
+    from segshield.evaluation.suites import check_suite
     from segshield.models.checkpoint import check_checkpoint
 
     cfg = config_from_args(args)
@@ -198,6 +222,8 @@ def validate(args: argparse.Namespace) -> None:
                 load_model(spec) if wrapped else check_checkpoint(spec, task=task)
             except ValueError as exc:
                 raise ValueError(f"{flag}: {exc}") from None
+    if cfg.suite is not None:
+        check_suite(cfg.suite, cfg.eps)
     attacks = [a for a in cfg.attacks if a != NO_ATTACK]
     for spec in [*attacks, *cfg.adaptive, *cfg.classifier_attacks]:
         get_attack(spec)

@@ -5,6 +5,9 @@
   :class:`EvalConfig` (:func:`load_config` reads YAML or JSON); each task is scored by a
   small scorer (:mod:`~segshield.evaluation.scoring`: region scores for segmentation,
   accuracy for classifiers). :func:`evaluate_classifier` runs the classifier pass alone.
+- :func:`worst_case_rows` derives the worst case per sample over the attacks of a run
+  (``EvalConfig(worst_case=True)``); :func:`suite_specs` gives the attack specs of a
+  named suite (``EvalConfig(suite="standard")``).
 - :func:`summarize` and :func:`format_summary` aggregate and render the rows;
   :func:`render_report` writes the self-contained HTML report.
 - :func:`run_demo` and :func:`run_reproduce` are ``segshield demo`` / ``reproduce``;
@@ -23,7 +26,9 @@ from segshield.evaluation.demo import DemoSettings, cached_model, run_demo, run_
 from segshield.evaluation.harness import quantize_8bit, run_evaluation
 from segshield.evaluation.report import render_report, report_html
 from segshield.evaluation.store import KEY_COLUMNS, ResultStore, build_manifest
+from segshield.evaluation.suites import suite_specs
 from segshield.evaluation.summary import MAIN_COLUMNS, format_summary, summarize
+from segshield.evaluation.worst_case import WORST_CASE, worst_case_rows
 
 __all__ = [
     "EvalConfig",
@@ -46,4 +51,7 @@ __all__ = [
     "attack_dataset",
     "AttackedSet",
     "write_stats",
+    "WORST_CASE",
+    "worst_case_rows",
+    "suite_specs",
 ]

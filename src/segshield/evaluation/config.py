@@ -8,6 +8,9 @@ defence. The attack ``none`` (:data:`NO_ATTACK`) asks for no attack: rows of cle
 defended clean (benign) scores only, under attack ``none``. A model without gradients (an
 ONNX file, ``supports_gradients`` False) gets these rows whatever the attacks, and the
 attacks are skipped on it (the harness logs one warning and records them in the manifest).
+``worst_case`` adds, per sample, the worst case over the attacks run
+(:mod:`~segshield.evaluation.worst_case`); ``suite`` runs a named attack suite
+(:mod:`~segshield.evaluation.suites`) at the budget ``eps`` and turns the worst case on.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from typing import Any
 from segshield._checks import check_choice, check_number
 from segshield.choices import SPLITS
 from segshield.defenses.tables import PAPER_SPEC
+from segshield.evaluation.suites import DEFAULT_EPS, check_eps, suite_specs
 
 __all__ = ["EvalConfig", "load_config", "NO_ATTACK"]
 
 #: The attack spec that means no attack: clean and benign rows only (attack column ``none``).
 NO_ATTACK = "none"
+#: Settings added later, left out of :meth:`EvalConfig.digest` at these values, so a folder
+#: written before they existed resumes.
+_LATER_DEFAULTS = {"worst_case": False, "suite": None, "eps": None}
 
 
 @dataclass
@@ -40,8 +47,8 @@ class EvalConfig:
         datasets: data specs ``KIND[:PATH]`` for ``segshield.data.load_dataset``.
         attacks: attack specs for ``segshield.attacks.get_attack`` run on the bare
             model, and/or ``none`` (:data:`NO_ATTACK`: clean and benign rows only).
-            Default ``["asma"]``. Models without gradients skip every attack and get
-            the ``none`` rows.
+            Default ``["asma"]`` (none with a ``suite``: its attacks). Models without
+            gradients skip every attack and get the ``none`` rows.
         adaptive: attack specs run through each defence (adaptive attacks; ``none`` is
             not one). Default none.
         defenses: defence specs for ``segshield.defenses.get_defense``; ``none``
@@ -79,6 +86,15 @@ class EvalConfig:
         pairing: ``"cross"`` evaluates every model on every dataset; ``"zip"`` evaluates
             ``models[i]`` on ``datasets[i]`` only (each model on its own data; the lists
             must have the same length). Default ``"cross"``.
+        worst_case: also store, per (model, dataset, defence, sample), the worst case
+            over the attacks run, adaptive ones included (rows of attack
+            ``worst-case``, the winning attack in ``worst_attack``;
+            :func:`~segshield.evaluation.worst_case.worst_case_rows`). Default ``False``.
+        suite: a named attack suite (:data:`~segshield.evaluation.suites.SUITES`, e.g.
+            ``"standard"``): its attacks come first in ``attacks`` and ``adaptive``
+            (before any listed there) and ``worst_case`` is turned on. Default none.
+        eps: L-inf budget of the suite's attacks, a number or fraction such as
+            ``"4/255"`` (only with ``suite``). Default ``8/255``.
 
     Raises:
         ValueError: empty model or dataset list, a bad split or a number out of range.
@@ -94,7 +110,7 @@ class EvalConfig:
 
     models: list[str]
     datasets: list[str]
-    attacks: list[str] = field(default_factory=lambda: ["asma"])
+    attacks: list[str] | None = None
     adaptive: list[str] = field(default_factory=list)
     defenses: list[str] = field(default_factory=lambda: [PAPER_SPEC])
     target: str | None = "other-gt"
@@ -116,8 +132,12 @@ class EvalConfig:
     classifier_adaptive: bool = True
     device: str = "cpu"
     pairing: str = "cross"
+    worst_case: bool = False
+    suite: str | None = None
+    eps: str | None = None
 
     def __post_init__(self) -> None:
+        self._expand_suite()
         lists = ("models", "datasets", "attacks", "adaptive", "defenses", "classifiers")
         for name in (*lists, "classifier_attacks"):
             value = getattr(self, name)
@@ -171,11 +191,36 @@ class EvalConfig:
             raise ValueError(
                 "classifier_attacks: expected at least one attack for the classifiers, got none"
             )
-        for name in ("png_roundtrip", "downstream", "classifier_adaptive"):
+        if self.worst_case and self.models and set(self.attacks + self.adaptive) <= {NO_ATTACK}:
+            raise ValueError(
+                "worst_case: needs at least one attack to take the worst case over, got "
+                f"only {NO_ATTACK!r}; pass --attack SPEC (or --suite standard)"
+            )
+        for name in ("png_roundtrip", "downstream", "classifier_adaptive", "worst_case"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.target is not None and not isinstance(self.target, str):
             raise TypeError(f"target: expected a target kind or null, got {self.target!r}")
+
+    def _expand_suite(self) -> None:
+        """Put the suite's specs first in ``attacks``/``adaptive``; default ``attacks``."""
+        if self.suite is None:
+            if self.eps is not None:
+                raise ValueError(
+                    f"eps: sets the budget of a suite, got {self.eps!r} without one; pass "
+                    "--suite standard, or give eps in each attack spec (pgd:eps=4/255)"
+                )
+            if self.attacks is None:
+                self.attacks = ["asma"]
+            return
+        self.eps = check_eps(DEFAULT_EPS if self.eps is None else self.eps)
+        plain, adaptive = suite_specs(self.suite, self.eps)
+        for name, first in (("attacks", plain), ("adaptive", adaptive)):
+            given = getattr(self, name) or []
+            given = [given] if isinstance(given, str) else given
+            if isinstance(given, (list, tuple)):  # else the type check below says so
+                setattr(self, name, [*first, *(s for s in given if s not in first)])
+        self.worst_case = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dictionary of every setting."""
@@ -183,7 +228,12 @@ class EvalConfig:
 
     def digest(self) -> str:
         """Short SHA-256 of the settings, identifying a run for resumption."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        data = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]
+        }
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod

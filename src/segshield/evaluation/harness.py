@@ -21,6 +21,9 @@ A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript; see
 warning naming the model and the attacks, the manifest's ``skipped_attacks`` records them,
 and its clean and benign scores are stored under attack ``none``, as for any model when
 ``config.attacks`` holds ``none`` (:data:`~segshield.evaluation.config.NO_ATTACK`).
+With ``config.worst_case``, after the last batch of each (model, dataset) the worst case
+per sample (:func:`~segshield.evaluation.worst_case.worst_case_rows`) is derived from the
+stored attack rows and its missing rows are committed in one transaction.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from segshield.evaluation.scoring import (
 )
 from segshield.evaluation.store import KEY_COLUMNS, ResultStore, RowKey
 from segshield.evaluation.tiles import example_tiles, mask_to_rgb, png_bytes, quantize_8bit
+from segshield.evaluation.worst_case import worst_case_rows
 from segshield.metrics import psnr
 from segshield.utils.progress import progress
 from segshield.utils.seed import seed_everything
@@ -248,7 +252,14 @@ def run_evaluation(
         dspecs = [config.datasets[i]] if config.pairing == "zip" else config.datasets
         for dspec in dspecs:
             ds = datasets[dspec] if dspec in datasets else _load_data(dspec, config, model)
-            _evaluate_pair(run, _pair(run, model, mname, ds, dspec, plan[:2]))
+            pair = _pair(run, model, mname, ds, dspec, plan[:2])
+            _evaluate_pair(run, pair)
+            if config.worst_case and pair.attacks:
+                entrants = [(a, ad) for a, ad, _ in pair.attacks]
+                rows = worst_case_rows(store.rows(), entrants, mname, pair.dname)
+                run.commit(
+                    [r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], []
+                )
     for cspec in config.classifiers:
         _evaluate_classifier(run, cspec, datasets)
     store.update_manifest(models=model_info, skipped_attacks=skipped)

@@ -1,13 +1,15 @@
 """Self-contained HTML report of an evaluation run (no external files, no JavaScript).
 
-Sections: what was run (attacks, which were adaptive, seed, configuration, versions,
-machine), the summary (a compact pivot per model and dataset, then the full table with
-mean ± std, n, NaN counts), per-defence bars, the benign-loss vs recovered-Dice scatter
-(the trade-off of Liu et al., MICCAI 2020), diagnosis downstream, and example panels
-(image, adversarial, amplified perturbation, defended; masks: ground truth, target,
-clean, attacked, recovered) embedded as PNG data URIs. The figures are drawn by
-:mod:`segshield.plotting` and embedded as inline SVG; :func:`render_report` also writes
-each one as PDF and PNG in a folder beside the page.
+Sections: the worst case per image when the run stored it (worst-case recovered Dice per
+defence, which attacks entered and which won how often), what was run (attacks, which
+were adaptive, seed, configuration, versions, machine), the summary (a compact pivot per
+model and dataset, then the full table with mean ± std, n, NaN counts), per-defence
+bars, the benign-loss vs recovered-Dice scatter (the trade-off of Liu et al., MICCAI
+2020), diagnosis downstream, and example panels (image, adversarial, amplified
+perturbation, defended; masks: ground truth, target, clean, attacked, recovered)
+embedded as PNG data URIs. The figures are drawn by :mod:`segshield.plotting` and
+embedded as inline SVG; :func:`render_report` also writes each one as PDF and PNG in a
+folder beside the page.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from segshield.evaluation.store import ResultStore
 from segshield.evaluation.summary import GROUP_COLUMNS, MAIN_COLUMNS, run_notes, summarize
+from segshield.evaluation.worst_case import WORST_CASE, worst_case_html
 from segshield.plotting import bars_figure, figure_svg, save_figure, tradeoff_figure
 from segshield.utils.imageio import atomic_write_bytes
 
@@ -194,8 +197,9 @@ class _Figures:
 
 def _run_section(summary: list[dict[str, Any]], manifest: dict[str, Any]) -> list[str]:
     """What was run: the attacks (adaptive or not), seed, versions, machine."""
-    plain = sorted({r["attack"] for r in summary if not r["adaptive"]})
-    adaptive = sorted({r["attack"] for r in summary if r["adaptive"]})
+    attacks = [(r["attack"], r["adaptive"]) for r in summary if r["attack"] != WORST_CASE]
+    plain = sorted({a for a, adaptive in attacks if not adaptive})
+    adaptive = sorted({a for a, adaptive in attacks if adaptive})
     cfg = manifest.get("config", {})
     parts = [
         "<h2>What was run</h2><ul>",
@@ -351,6 +355,7 @@ def _page(
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>",
+        *worst_case_html(rows, summary, _e),
         *_run_section(summary + clf_summary, manifest),
         *_classifier_section(clf_summary),
     ]

@@ -10,7 +10,9 @@ nor duplicated. A store opened for writing holds the folder's lock
 process that holds it. A folder whose run wrote no row yet takes a new configuration; one
 with rows refuses it, naming the settings that differ. Metric columns are added as they
 appear; rounding happens only when rendering. SQLite stores NaN as NULL; rows read back
-turn NULL metrics into NaN.
+turn NULL metrics into NaN. The columns of :data:`TEXT_COLUMNS` (``worst_attack``: the
+attack that won a worst-case row) hold text, NULL read back as ``None``; a folder written
+before such a column existed gets it when its first row needs it (older rows: NULL).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from segshield.errors import UsageError
 from segshield.evaluation.lock import lock_folder
 from segshield.utils.imageio import atomic_write_bytes
 
-__all__ = ["KEY_COLUMNS", "ResultStore", "build_manifest", "RowKey"]
+__all__ = ["KEY_COLUMNS", "TEXT_COLUMNS", "ResultStore", "build_manifest", "RowKey"]
 
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("model", "dataset", "attack", "adaptive", "defense", "sample")
 RowKey = tuple[str, str, str, int, str, str]
+#: Non-key columns that hold text, not numbers.
+TEXT_COLUMNS = ("worst_attack",)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DB_NAME = "results.sqlite"
 MANIFEST_NAME = "manifest.json"
@@ -323,7 +327,8 @@ class ResultStore:
                         raise ValueError(
                             f"row: metric name {name!r} must be lower-case letters, digits, _"
                         )
-                    self._conn.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" REAL')
+                    kind = "TEXT" if name in TEXT_COLUMNS else "REAL"
+                    self._conn.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
                     have.add(name)
                 names = list(row)
                 cols = ", ".join(f'"{n}"' for n in names)
@@ -338,7 +343,7 @@ class ResultStore:
                 )
 
     def rows(self, table: str = "results") -> list[dict[str, Any]]:
-        """Every row in insertion order; NULL metrics come back as NaN, adaptive as bool."""
+        """Every row in insertion order; NULL metrics read NaN (text: None), adaptive a bool."""
         table = _table(table)
         cols = self._columns(table)
         out = []
@@ -347,7 +352,7 @@ class ResultStore:
         for values in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
             row = dict(zip(cols, values, strict=True))
             for c in cols:
-                if c not in KEY_COLUMNS and row[c] is None:
+                if c not in KEY_COLUMNS and c not in TEXT_COLUMNS and row[c] is None:
                     row[c] = math.nan
             row["adaptive"] = bool(row["adaptive"])
             out.append(row)

@@ -20,6 +20,7 @@ from typing import Any
 
 from segshield._checks import check_choice, check_number
 from segshield.evaluation.config import NO_ATTACK
+from segshield.evaluation.store import TEXT_COLUMNS
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -42,7 +43,7 @@ MAIN_COLUMNS = (
     "efficiency",
     "linf",
 )
-_NOT_METRICS = {"sample", *GROUP_COLUMNS}
+_NOT_METRICS = {"sample", *GROUP_COLUMNS, *TEXT_COLUMNS}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float, int]:
