@@ -338,3 +338,35 @@ def test_cli_worst_case_and_suite_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([*common, "--suite", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_an_attack_skipped_for_a_defence_does_not_enter_there():
+    rows = [_row("pgd", 0.5, defense="none"), _row("pgd", 0.5), _row("dctpgd", 0.1, adaptive=True)]
+    entrants = [("pgd", False), ("dctpgd", True)]
+    with pytest.raises(ValueError, match="none / s lacks the row"):
+        worst_case_rows(rows, entrants, "m", "d")
+    skip = {("dctpgd", True, "none")}
+    by_defence = {w["defense"]: w for w in worst_case_rows(rows, entrants, "m", "d", skip=skip)}
+    assert (by_defence["none"]["worst_attack"], by_defence["none"]["recovered_dice"]) == (
+        "pgd",
+        0.5,
+    )
+    assert (by_defence["fr"]["worst_attack"], by_defence["fr"]["recovered_dice"]) == (
+        "dctpgd",
+        0.1,
+    )
+
+
+def test_dctpgd_runs_through_block_dct_defences_only(tmp_path, tiny, caplog):
+    """DCT-PGD reads the defence's table: through none it cannot run and is skipped there
+    (a warning), and the worst case of none is over the other attacks."""
+    adaptive = "dctpgd:eps=8/255,steps=2"
+    cfg = _config(attacks=["fgsm"], adaptive=[adaptive])
+    with caplog.at_level("WARNING"), run_evaluation(cfg, tmp_path, models={"tiny": tiny}) as s:
+        rows = s.rows()
+    ran = {(r["attack"], r["defense"]) for r in rows}
+    assert (adaptive, "fr") in ran and (adaptive, "none") not in ran
+    assert f"{adaptive} cannot run through the defence none" in caplog.text
+    worst = {(r["defense"], r["sample"]): r for r in rows if r["attack"] == WORST_CASE}
+    assert len(worst) == 6
+    assert {w["worst_attack"] for (d, _), w in worst.items() if d == "none"} == {"fgsm"}

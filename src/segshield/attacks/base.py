@@ -140,6 +140,19 @@ class Attack:
         """
         return {name: getattr(self, name) for name in _setting_names(type(self))}
 
+    def applies_to(self, defense: Any) -> bool:
+        """Whether this attack can run through ``defense`` as an adaptive attack.
+
+        Every attack can, except those that read something from the defence (DCT-PGD needs
+        a quantisation table); the harness skips the pairs that cannot run, and says so.
+
+        Example:
+            >>> from segshield.attacks import PGD
+            >>> PGD().applies_to(None)
+            True
+        """
+        return True
+
     def spec(self) -> str:
         """Registry string that rebuilds this attack, e.g. ``"asma:steps=100,tau=1e-07"``."""
         cfg = self.config()

@@ -299,6 +299,16 @@ class DCTPGD(Attack):
         self.defense = defense.spec() if isinstance(defense, Defense) else defense
         self.seed = int(check_number("seed", seed, low=0, integer=True))
 
+    def applies_to(self, defense: Any) -> bool:
+        """Only through a block-DCT defence (FR, FD, JPEG): the attack reads its table.
+
+        Example:
+            >>> from segshield.defenses import get_defense
+            >>> [DCTPGD().applies_to(get_defense(s)) for s in ("fd", "jpeg:q=75", "none")]
+            [True, True, False]
+        """
+        return isinstance(defense, FrequencyRefinement | Jpeg)
+
     def _table(self, model: Any) -> torch.Tensor:
         if self.table is not None:
             return self.table

@@ -1,11 +1,9 @@
 """Evaluation harness: models x datasets x attacks x defences per sample (docs/ALGORITHMS.md §5).
 
-For every sample it measures the clean prediction, the defended clean prediction
-(benign loss), the attacked prediction against the ground truth and against the
-target, the defended attacked ("recovered") prediction against the ground truth and
-against the clean prediction, defence efficiency, perturbation size, PSNR/SSIM of the
-defended images and the time of each stage, and, where the dataset allows, the
-diagnosis downstream (CDR error and flipped glaucoma calls; lesion-area error).
+Per sample: the clean and the defended clean (benign) prediction, the attacked one
+against the ground truth and the target, the defended attacked ("recovered") one against
+the ground truth and the clean prediction, efficiency, perturbation size, PSNR/SSIM,
+the time of each stage and, where the data allow, the diagnosis downstream.
 
 Attacks on the bare model are computed once per (model, attack, sample) and reused by
 every defence; adaptive attacks (through ``segshield.attacks.Defended``) are computed
@@ -15,15 +13,14 @@ defence. Rows go to a :class:`~segshield.evaluation.store.ResultStore` in one at
 transaction per (batch, attack[, defence]); a killed run re-run with the same
 configuration skips every finished row.
 
-A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript; see
-:func:`load_model`) is evaluated like a checkpoint. A model without gradients (ONNX:
-``supports_gradients`` False) cannot be attacked: every attack is skipped on it, with one
-warning naming the model and the attacks, the manifest's ``skipped_attacks`` records them,
-and its clean and benign scores are stored under attack ``none``, as for any model when
-``config.attacks`` holds ``none`` (:data:`~segshield.evaluation.config.NO_ATTACK`).
-With ``config.worst_case``, after the last batch of each (model, dataset) the worst case
-per sample (:func:`~segshield.evaluation.worst_case.worst_case_rows`) is derived from the
-stored attack rows and its missing rows are committed in one transaction.
+A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript;
+:func:`load_model`) is evaluated like a checkpoint. A model without gradients (ONNX)
+is not attacked (one warning; the manifest's ``skipped_attacks``); its clean and benign
+scores go under attack ``none``, as for any model when ``config.attacks`` holds it. An
+adaptive attack that cannot run through a defence (DCT-PGD through one without a
+table) is skipped there, with a warning. With ``config.worst_case`` the worst case per
+sample (:func:`~segshield.evaluation.worst_case.worst_case_rows`) is derived from the
+stored rows after each (model, dataset) and committed in one transaction.
 """
 
 from __future__ import annotations
@@ -45,6 +42,7 @@ from segshield.evaluation.scoring import (
     ClassificationScorer,
     SegmentationScorer,
     attack_batch,
+    cannot_run,
     put,
     timed,
 )
@@ -178,6 +176,7 @@ class _Pair:
     targets: torch.Tensor | None
     attacks: list[tuple[str, bool, Any]]
     clean_rows: bool
+    cannot_run: frozenset = frozenset()  # (attack, adaptive, defence) an attack cannot run
 
     def key(self, attack: str, adaptive: bool, defense: str, sample: str) -> RowKey:
         return (self.mname, self.dname, attack, int(adaptive), defense, sample)
@@ -256,7 +255,9 @@ def run_evaluation(
             _evaluate_pair(run, pair)
             if config.worst_case and pair.attacks:
                 entrants = [(a, ad) for a, ad, _ in pair.attacks]
-                rows = worst_case_rows(store.rows(), entrants, mname, pair.dname)
+                rows = worst_case_rows(
+                    store.rows(), entrants, mname, pair.dname, skip=pair.cannot_run
+                )
                 run.commit(
                     [r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], []
                 )
@@ -295,7 +296,8 @@ def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str, pl
         masks_all = torch.stack([torch.as_tensor(ds[i]["mask"]) for i in range(n)]).long()
         targets = make_targets(config.target, masks_all, seed=config.seed)
         check_masks(targets, "target masks", like=masks_all)
-    return _Pair(model, mname, dataset_label(dspec), ds, scorer, names, targets, *plan)
+    cannot = cannot_run(plan[0], run.defenses)
+    return _Pair(model, mname, dataset_label(dspec), ds, scorer, names, targets, *plan, cannot)
 
 
 def _unfinished(run: _Run, pair: _Pair, start: int, combos: list[tuple[str, bool, str]]):
@@ -312,6 +314,7 @@ def _evaluate_pair(run: _Run, pair: _Pair) -> None:
     """Every batch of a segmentation pair: clean and benign once, then each attack group."""
     starts = list(range(0, len(pair.names), run.config.batch_size))
     combos = [(a, ad, d) for a, ad, _ in pair.attacks for d in run.defenses]
+    combos = [c for c in combos if c not in pair.cannot_run]
     combos += [(NO_ATTACK, False, d) for d in run.defenses if pair.clean_rows]
     for start in progress(starts, desc=f"{pair.mname} on {pair.dname}", unit="batch"):
         idx = _unfinished(run, pair, start, combos)

@@ -13,6 +13,7 @@ scorer predicts (``predict``) and compares a prediction with a reference
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +31,14 @@ __all__ = [
     "ClassificationScorer",
     "Scores",
     "attack_batch",
+    "cannot_run",
     "put",
     "ssim_or_nan",
     "timed",
 ]
 
 Columns = dict[str, list[float]]
+log = logging.getLogger(__name__)
 
 
 def put(cols: Columns, name: str, values: torch.Tensor | Sequence[float]) -> None:
@@ -76,6 +79,29 @@ def _score_columns(stage: str, s: Scores) -> Columns:
     for region, d in s.per_region.items():
         put(cols, f"{stage}_dice_{region}", d)
     return cols
+
+
+def cannot_run(attacks: Sequence[tuple[str, bool, Any]], defenses: dict[str, Any]) -> frozenset:
+    """``(attack spec, True, defence spec)`` of each adaptive attack that cannot run through
+    a defence (:meth:`~segshield.attacks.base.Attack.applies_to`, e.g. DCT-PGD through a
+    defence without a quantisation table); each is logged once.
+
+    Example:
+        >>> from segshield.attacks import get_attack
+        >>> from segshield.defenses import get_defense
+        >>> attacks = [("dctpgd", True, get_attack("dctpgd")), ("pgd", True, get_attack("pgd"))]
+        >>> sorted(cannot_run(attacks, {d: get_defense(d) for d in ("fr", "none")}))
+        [('dctpgd', True, 'none')]
+    """
+    out = frozenset(
+        (spec, True, d)
+        for spec, adaptive, attack in attacks
+        for d, defense in defenses.items()
+        if adaptive and not attack.applies_to(defense)
+    )
+    for spec, _, d in sorted(out):
+        log.warning("%s cannot run through the defence %s: skipped for it", spec, d)
+    return out
 
 
 def attack_batch(attack, victim, x, masks, target, png_roundtrip: bool, device: torch.device):

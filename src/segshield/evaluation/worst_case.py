@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from segshield.evaluation.store import KEY_COLUMNS
@@ -44,6 +44,8 @@ def worst_case_rows(
     entrants: Sequence[tuple[str, bool]],
     model: str,
     dataset: str,
+    *,
+    skip: Collection[tuple[str, bool, str]] = (),
 ) -> list[dict[str, Any]]:
     """Worst-case rows of one (model, dataset): one per (defence, sample).
 
@@ -53,6 +55,8 @@ def worst_case_rows(
         entrants: the attacks that enter, ``(attack spec, adaptive)``, in the run's
             order (ties go to the first).
         model, dataset: the pair (row labels).
+        skip: ``(attack spec, adaptive, defence)`` combinations that were not run (an
+            adaptive attack that cannot run through a defence); they do not enter there.
 
     Returns:
         Rows with the key columns (``attack`` = :data:`WORST_CASE`), the winning row's
@@ -85,13 +89,14 @@ def worst_case_rows(
     any_adaptive = int(any(ad for _, ad in entrants))
     out = []
     for (defense, sample), by_rank in cells.items():
-        missing = [entrants[i][0] for i in range(len(entrants)) if i not in by_rank]
+        ran = [i for i, (a, ad) in enumerate(entrants) if (a, ad, defense) not in skip]
+        missing = [entrants[i][0] for i in ran if i not in by_rank]
         if missing:
             raise ValueError(
                 f"worst case: {model} / {dataset} / {defense} / {sample} lacks the row(s) of "
                 f"{', '.join(missing)}; run the evaluation to the end first"
             )
-        scored = [(_value(by_rank[i]), i) for i in range(len(entrants))]
+        scored = [(_value(by_rank[i]), i) for i in ran]
         finite = [(v, i) for v, i in scored if not math.isnan(v)]
         key = dict(
             zip(
