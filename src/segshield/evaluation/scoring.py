@@ -84,7 +84,8 @@ def _score_columns(stage: str, s: Scores) -> Columns:
 def cannot_run(attacks: Sequence[tuple[str, bool, Any]], defenses: dict[str, Any]) -> frozenset:
     """``(attack spec, True, defence spec)`` of each adaptive attack that cannot run through
     a defence (:meth:`~segshield.attacks.base.Attack.applies_to`, e.g. DCT-PGD through a
-    defence without a quantisation table); each is logged once.
+    defence without a quantisation table; an attack object without the method, such as
+    a user's duck-typed one, runs through every defence); each is logged once.
 
     Example:
         >>> from segshield.attacks import get_attack
@@ -97,7 +98,7 @@ def cannot_run(attacks: Sequence[tuple[str, bool, Any]], defenses: dict[str, Any
         (spec, True, d)
         for spec, adaptive, attack in attacks
         for d, defense in defenses.items()
-        if adaptive and not attack.applies_to(defense)
+        if adaptive and not getattr(attack, "applies_to", lambda _: True)(defense)
     )
     for spec, _, d in sorted(out):
         log.warning("%s cannot run through the defence %s: skipped for it", spec, d)
