@@ -69,6 +69,7 @@ class PairPlan:
 
     pair: Any  # harness.PairState of the driver (no model weights are sent anywhere)
     cells: list[Cell]
+    shape: tuple[int, ...] = ()  # one image's (C, H, W)
 
 
 @dataclass
@@ -112,6 +113,7 @@ def plan_grid(run: RunState, models: dict[str, torch.nn.Module] | None = None) -
         for dspec in model_datasets(config, i):
             ds = load_data(dspec, config, model)
             pair = build_pair(run, model, mname, ds, dspec, attack_plan[:2])
+            shape = tuple(ds[0]["image"].shape) if len(ds) else ()
             pair.ds = None  # the driver keeps names and targets only
             combos = pair_combos(run, pair)
             cells = []
@@ -119,7 +121,7 @@ def plan_grid(run: RunState, models: dict[str, torch.nn.Module] | None = None) -
                 names = tuple(pair.names[start : start + config.batch_size])
                 keys = frozenset(pair.key(*c, s) for c in combos for s in names)
                 cells.append(Cell(mspec, dspec, start, names, keys))
-            plan.pairs.append(PairPlan(pair, cells))
+            plan.pairs.append(PairPlan(pair, cells, shape))
     return plan
 
 

@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from segshield._checks import check_choice, check_number
+from segshield.choices import EXECUTORS
 from segshield.evaluation.config import EvalConfig
 from segshield.evaluation.store import ResultStore
 
 __all__ = ["EXECUTORS", "ExecutorSettings", "GridOutcome", "LocalExecutor", "get_executor"]
 
 log = logging.getLogger(__name__)
-
-#: The executors ``--executor`` accepts.
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
