@@ -102,3 +102,76 @@ def check_executor_args(args: argparse.Namespace) -> Any:
         import_ray()
     args._executor = settings
     return settings
+
+
+def run_tune(args: argparse.Namespace, model: Any, data: Any, config: Any) -> Any:
+    """``tune_table`` here, or with its candidate tables scored as Ray tasks."""
+    from segshield.tuning import tune_table
+
+    settings = getattr(args, "_executor", None) or executor_settings(args)
+    if settings.kind == "local":
+        return tune_table(model, data, config)
+    from segshield.tuning.parallel import RayTableScorer
+    from segshield.utils.cluster import ray_session
+
+    with ray_session(settings.address):
+        scorer = RayTableScorer(
+            settings.cpus_per_task, settings.gpus_per_task, settings.max_retries
+        )
+        return tune_table(model, data, config, table_scorer=scorer)
+
+
+def tune_dry_run(args: argparse.Namespace, model: Any, data: Any) -> str:
+    """The text of ``tune --dry-run``: the search's work and its device-hours."""
+    from segshield.attacks import get_attack
+    from segshield.tuning.estimate import format_search_work, search_work
+    from segshield.utils.throughput import measure_throughput
+
+    steps = int(getattr(get_attack(args.attack), "steps", 1))
+    n_val, n_held = data.val_images.shape[0], data.heldout_images.shape[0]
+    top_k = args.adaptive_top_k if args.adaptive else None
+    jpeg = len(args.jpeg.split(",")) if args.jpeg.strip() else 0
+    work, forwards = search_work(n_val, n_held, steps, args.budget, adaptive_top_k=top_k, jpeg=jpeg)
+    how = "given"
+    throughput = args.throughput
+    if throughput is None:
+        shape = tuple(data.val_images.shape[1:])
+        throughput = measure_throughput(model, shape, args.device, batch_size=args.batch_size)
+        how = f"measured on {args.device}"
+    head = f"search: {args.budget} tables on {n_val} validation images, {n_held} held out"
+    return head + "\n" + format_search_work(work, forwards, throughput, how)
+
+
+def executor_of(args: argparse.Namespace) -> Any:
+    """The executor of the flags (``None`` for local: the library's default path)."""
+    from segshield.evaluation.executor import get_executor
+
+    settings = getattr(args, "_executor", None) or executor_settings(args)
+    return None if settings.kind == "local" else get_executor(settings)
+
+
+def reproduce_dry_run(args: argparse.Namespace, settings: Any, device: str) -> str:
+    """The text of ``reproduce --dry-run``: the evaluation grid with an untrained model.
+
+    The model is built, not trained (the same architecture costs the same per step).
+    """
+    from pathlib import Path
+
+    from segshield.choices import REPRODUCE_DATASETS
+    from segshield.data import load_dataset
+    from segshield.evaluation.demo import eval_config
+    from segshield.evaluation.estimate import dry_run
+    from segshield.models import build_model
+
+    spec = f"{REPRODUCE_DATASETS[args.dataset]}:{args.root}"
+    kw = {"size": settings.size, "seed": settings.seed}
+    if settings.n_train is not None:
+        kw["n"] = settings.n_train
+    val = load_dataset(spec, split="val", **kw)
+    k = 1 if val.num_classes == 2 else val.num_classes
+    model = build_model(settings.model, num_classes=k, width=settings.width)
+    label = f"{args.dataset}-{settings.model}-untrained"
+    cfg = eval_config([label], [spec], settings, device)
+    results = Path(args.output) / "results"
+    text, _ = dry_run(cfg, results, throughput=args.throughput, models={label: model})
+    return text
