@@ -83,11 +83,14 @@ class GridOutcome:
         failed: ``(description, error)`` of each cell that failed after its retries
             (model, data set and samples in the description).
         cells: cells computed by this run (0 when every row was stored already).
+        task_seconds: Ray: the seconds the tasks spent in their cells (their overhead
+            is the rest of the workers' time).
     """
 
     store: ResultStore
     failed: list[tuple[str, str]] = field(default_factory=list)
     cells: int = 0
+    task_seconds: float = 0.0
 
 
 class LocalExecutor:

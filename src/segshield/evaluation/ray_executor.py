@@ -70,14 +70,19 @@ class RayExecutor:
         )
         failed: list[Cell] = []
         errors: list[tuple[str, str]] = []
+        busy = 0.0
         if todo:
             with ray_session(self.settings.address) as ray:
-                failed, errors = self._submit(ray, config, run, todo)
+                failed, errors, busy = self._submit(ray, config, run, todo)
         finish_pairs(plan, failed)
-        return GridOutcome(run.store, errors, len(todo))
+        return GridOutcome(run.store, errors, len(todo), busy)
 
     def _submit(self, ray, config: EvalConfig, run, todo: list[Cell]):
-        """Submit the cells, commit each one's rows as it finishes; the failed cells."""
+        """Submit the cells, commit each one's rows as it finishes.
+
+        Returns:
+            ``(failed cells, (description, error) of each, task-seconds)``.
+        """
         s = self.settings
         task = ray.remote(
             num_cpus=s.cpus_per_task,
@@ -108,7 +113,7 @@ class RayExecutor:
             bar.close()
         wall = time.perf_counter() - t0
         log.info("%d cells in %.1f s (%.1f task-seconds)", len(todo), wall, busy)
-        return failed, errors
+        return failed, errors, busy
 
 
 def _commit(run, result) -> int:
