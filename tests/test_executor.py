@@ -152,6 +152,7 @@ def test_executor_settings_are_checked():
         (["--gpus-per-task", "0.5"], "need --executor ray"),
         (["--executor", "ray", "--cpus-per-task", "-1"], "--cpus-per-task"),
         (["--executor", "ray", "--dry-run", "--throughput", "0"], "--throughput"),
+        (["--executor", "ray", "--device", "cuda", "--dry-run"], "needs --gpus-per-task > 0"),
     ],
 )
 def test_cli_rejects_bad_executor_flags_before_work(ckpt, tmp_path, capsys, extra, message):

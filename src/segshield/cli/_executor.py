@@ -175,3 +175,27 @@ def reproduce_dry_run(args: argparse.Namespace, settings: Any, device: str) -> s
     results = Path(args.output) / "results"
     text, _ = dry_run(cfg, results, throughput=args.throughput, models={label: model})
     return text
+
+
+def check_ray_device(args: argparse.Namespace, device: str, classifiers: list[str]) -> bool:
+    """Check the executor flags against ``--device``; whether to resolve it here.
+
+    With ``--executor ray`` a CUDA device is resolved on the workers, which hold the
+    GPUs (the driver may have none), and needs ``--gpus-per-task`` > 0.
+
+    Raises:
+        ValueError: CUDA on Ray without GPUs per task, or classifiers on Ray.
+    """
+    settings = check_executor_args(args)
+    if settings.kind == "local":
+        return True
+    if classifiers:
+        raise ValueError("--classifier: runs with --executor local only; evaluate them apart")
+    if device.startswith("cuda"):
+        if not settings.gpus_per_task:
+            raise ValueError(
+                f"--device: {device} with --executor ray needs --gpus-per-task > 0 "
+                "(e.g. 1, or 0.25 for four tasks per GPU)"
+            )
+        return False
+    return True

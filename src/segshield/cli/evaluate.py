@@ -231,9 +231,8 @@ def validate(args: argparse.Namespace) -> None:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
-    cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
-    if _executor.check_executor_args(args).kind == "ray" and cfg.classifiers:
-        raise ValueError("--classifier: runs with --executor local only; evaluate them apart")
+    if _executor.check_ray_device(args, cfg.device, cfg.classifiers):
+        cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")
