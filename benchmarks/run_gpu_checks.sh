@@ -2,7 +2,8 @@
 # GPU checks in one go (for a machine with CUDA and a torch that sees it): the CUDA
 # tests, the CUDA parts of the defence and attack benchmarks (ASMA with the U-Net at
 # 128x128 and the FR paper's ResNet-50 FCN at 224x224, batch 32), and a short bf16
-# training run on the GPU, and (with Ray) the executor with fractional GPUs. Writes everything to ${OUT:-gpu-checks}/gpu.log.
+# training run on the GPU, and (with Ray) the executor with fractional GPUs. Writes
+# everything to ${OUT:-gpu-checks}/gpu.log.
 # Usage: bash benchmarks/run_gpu_checks.sh   (from the repository root)
 set -u
 out="${OUT:-gpu-checks}"
