@@ -15,6 +15,11 @@ says which) and its clean and benign scores are stored under attack ``none``;
 ``worst_attack``. ``--suite standard`` runs ASMA, PGD, APGD-CE, APGD-BMCE and CosPGD on the
 bare model and DCT-PGD through each defence, at the L-inf budget ``--eps`` (default
 8/255), and reports the worst case.
+
+``--executor ray`` computes the grid's cells (one batch with every attack and defence)
+as tasks on a Ray cluster (``segshield[ray]``; docs/CLUSTER.md); the results folder
+stays with this process, the only one that writes it. ``--dry-run`` prints the grid
+and its estimated device-hours and computes nothing.
 """
 
 from __future__ import annotations
