@@ -175,3 +175,41 @@ def test_missing_ray_names_the_extra(ckpt, tmp_path, monkeypatch, capsys):
     usage_error([*argv, "-o", str(tmp_path / "o")])
     assert "pip install 'segshield[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "o" / "results.sqlite").exists()
+
+
+def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "origa"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        m = np.zeros((24, 24), np.uint8)
+        m[6:18, 6:18] = 1
+        m[9:15, 9:15] = 2
+        img = (rng.uniform(0, 60, (24, 24, 3)) + (m[..., None] * 90)).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"img{i}.png")
+        Image.fromarray(m).save(root / "masks" / f"img{i}.png")
+    out, cache = tmp_path / "rep", tmp_path / "cache"
+    argv = ["reproduce", "--dataset", "origa", "--root", str(root), "-o", str(out)]
+    argv += ["--cache-dir", str(cache), "--model", "small", "--size", "16", "--width", "2"]
+    argv += ["--limit", "3", "--batch-size", "2", "--asma", "asma:steps=7"]
+    argv += ["--adaptive", "fgsm:eps=0.03", "--defense", "median:k=3", "--dry-run"]
+    assert main([*argv, "--throughput", "4"]) == 0
+    printed = capsys.readouterr().out
+    # 3 samples in 2 cells; asma 3 x 7 steps, fgsm through median and none: 3 x 1 x 2
+    assert "2 cells, 3 samples" in printed
+    assert "asma:steps=7: 21 image-iterations" in printed
+    assert "fgsm:eps=0.03 (adaptive): 6 image-iterations" in printed
+    assert not out.exists() and not (cache / "models").exists()  # nothing trained
+    table = tmp_path / "t.json"
+    argv = ["tune", "--model", ckpt.removesuffix(".safetensors"), "--data", "phantom-derm"]
+    argv += ["--size", "16", "--limit", "6", "--attack", "asma:steps=5", "--budget", "10"]
+    argv += ["--jpeg", "75", "-o", str(table), "--dry-run", "--throughput", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "search: 10 tables on 6 validation images" in printed
+    assert "attack (validation): 30 image-iterations" in printed
+    assert not table.exists()

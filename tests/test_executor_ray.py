@@ -172,11 +172,11 @@ def _argv(ckpt: str, out: Path, *extra: str) -> list[str]:
         "--split",
         "all",
         "--limit",
-        "16",
+        "12",
         "--batch-size",
         "2",
         "--attack",
-        "asma:steps=60",
+        "asma:steps=40",
         "--defense",
         "median:k=3",
         "-o",
@@ -205,7 +205,7 @@ def test_killed_driver_resumes_without_recomputing(cluster, ckpt, tmp_path, capl
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    total = 16 * 2  # 16 samples x (asma through median and none)
+    total = 12 * 2  # 12 samples x (asma through median and none)
     deadline = time.monotonic() + 120
     try:
         while _stored(out / "results.sqlite") == 0 and time.monotonic() < deadline:
@@ -219,7 +219,7 @@ def test_killed_driver_resumes_without_recomputing(cluster, ckpt, tmp_path, capl
     with caplog.at_level(logging.INFO, logger="segshield.evaluation.ray_executor"):
         assert main(["-q", *argv]) == 0
     planned = [r.getMessage() for r in caplog.records if "cells to compute" in r.getMessage()]
-    assert planned == [f"{8 - before // 4} of 8 cells to compute ({before} rows stored)"]
+    assert planned == [f"{6 - before // 4} of 6 cells to compute ({before} rows stored)"]
     assert _stored(out / "results.sqlite") == total
 
 

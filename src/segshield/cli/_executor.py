@@ -157,9 +157,8 @@ def reproduce_dry_run(args: argparse.Namespace, settings: Any, device: str) -> s
     """
     from pathlib import Path
 
-    from segshield.choices import REPRODUCE_DATASETS
     from segshield.data import load_dataset
-    from segshield.evaluation.demo import eval_config
+    from segshield.evaluation.demo import REPRODUCE_DATASETS, eval_config
     from segshield.evaluation.estimate import dry_run
     from segshield.models import build_model
 

@@ -28,6 +28,7 @@ from segshield.evaluation.harness import (
     add_worst_case,
     build_pair,
     evaluate_batch,
+    grid_parts,
     load_data,
     model_datasets,
     pair_combos,
@@ -166,14 +167,8 @@ def _loaded(config: EvalConfig, mspec: str, dspec: str) -> tuple[RunState, Any]:
     """The worker's run and pair of a (model, data set), loaded on first use."""
     key = (config.digest(), mspec, dspec)
     if key not in _LOADED:
-        from segshield.attacks import get_attack
-        from segshield.defenses import get_defense
-        from segshield.evaluation.config import NO_ATTACK
-
         device = torch.device(config.device)
-        defenses = {s: get_defense(s).to(device).eval() for s in config.defenses}
-        attacks = [(s, False, get_attack(s)) for s in config.attacks if s != NO_ATTACK]
-        attacks += [(s, True, get_attack(s)) for s in config.adaptive]
+        defenses, attacks = grid_parts(config, device)
         run = RunState(config, _RowSink(), set(), device, defenses, attacks, None)
         model, mname, attack_plan = prepare_model(run, mspec)
         ds = load_data(dspec, config, model)

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from segshield.evaluation.cells import GridPlan, plan_grid
-from segshield.evaluation.config import NO_ATTACK, EvalConfig
-from segshield.evaluation.harness import RunState
+from segshield.evaluation.config import EvalConfig
+from segshield.evaluation.harness import RunState, grid_parts
 from segshield.evaluation.store import DB_NAME, ResultStore
 from segshield.utils.throughput import measure_throughput
 
@@ -51,17 +51,12 @@ class GridSize:
 
 def planning_run(config: EvalConfig, output: str | Path | None) -> RunState:
     """A run state for planning on the CPU: nothing written, stored rows read if any."""
-    from segshield.attacks import get_attack
-    from segshield.defenses import get_defense
-
     done: set = set()
     if output is not None and (Path(output) / DB_NAME).is_file():
         with ResultStore(output, readonly=True) as store:
             done = store.done_keys()
-    defenses = {s: get_defense(s).eval() for s in config.defenses}
-    attacks = [(s, False, get_attack(s)) for s in config.attacks if s != NO_ATTACK]
-    attacks += [(s, True, get_attack(s)) for s in config.adaptive]
-    return RunState(config, None, done, torch.device("cpu"), defenses, attacks, None)
+    device = torch.device("cpu")
+    return RunState(config, None, done, device, *grid_parts(config, device), None)
 
 
 def grid_size(plan: GridPlan) -> list[GridSize]:

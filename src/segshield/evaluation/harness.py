@@ -194,22 +194,28 @@ def run_evaluation(
 
 def open_run(config: EvalConfig, output: str | Path, on_group=None, device=None) -> RunState:
     """Open (or resume) the store of a run, note its defences and build its attacks."""
-    from segshield.attacks import get_attack
-    from segshield.defenses import get_defense
-
     device = torch.device(config.device if device is None else device)
     store = ResultStore(output)
     if store.start_run(config.to_dict(), config.digest(), config.seed):
         log.info("resuming %s: %d finished rows kept", output, len(store))
-    defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
-    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
-    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
+    defenses, attacks = grid_parts(config, device)
     store.update_manifest(
         defenses={s: d.spec() for s, d in defenses.items()},
         adaptive_attacks=list(config.adaptive),
         defense_gradients={s: getattr(d, "gradient", None) for s, d in defenses.items()},
     )
     return RunState(config, store, store.done_keys(), device, defenses, attacks, on_group)
+
+
+def grid_parts(config: EvalConfig, device: torch.device):
+    """``(defences by spec, [(attack spec, adaptive, attack)])`` of a run, built on ``device``."""
+    from segshield.attacks import get_attack
+    from segshield.defenses import get_defense
+
+    defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
+    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
+    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
+    return defenses, attacks
 
 
 def prepare_model(run: RunState, mspec: str, models: Mapping[str, Any] | None = None):
