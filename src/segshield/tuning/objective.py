@@ -21,7 +21,7 @@ import torch
 
 from segshield.tuning.cache import EvalCache
 from segshield.tuning.quantize import apply_tables
-from segshield.tuning.scoring import adversarial_examples, variant_dice
+from segshield.tuning.scoring import adversarial_examples, tables_dice, variant_dice
 from segshield.tuning.space import Candidate, stack_tables
 
 __all__ = [
@@ -162,9 +162,9 @@ class Evaluator:
         cache: the search's evaluation cache.
         scorer: scores a batch of tables:
             ``scorer(model, images, adversarial, masks, tables, regions, pad, batch_size)``
-            returns ``(benign, recovered)`` Dice ``(V, B)``. Default
-            :class:`~segshield.tuning.parallel.LocalTableScorer` (this process);
-            :class:`~segshield.tuning.parallel.RayTableScorer` spreads them over a cluster.
+            returns ``(benign, recovered)`` Dice ``(V, B)``. Default ``None``: this
+            process; :class:`~segshield.tuning.parallel.RayTableScorer` spreads them over
+            a cluster.
 
     Attributes:
         seen: key -> row (``candidate``, ``benign_loss``, ``recovered_dice``,
@@ -175,9 +175,7 @@ class Evaluator:
     def __init__(
         self, model, images, masks, adversarial, regions, pad, batch_size, cache, scorer=None
     ):
-        from segshield.tuning.parallel import LocalTableScorer
-
-        self.scorer = LocalTableScorer() if scorer is None else scorer
+        self.scorer = scorer
         self.model, self.images, self.masks, self.adv = model, images, masks, adversarial
         self.regions, self.pad, self.batch_size, self.cache = regions, pad, batch_size, cache
         base = variant_dice(model, torch.stack([images, adversarial]), masks, regions, batch_size)
@@ -204,8 +202,13 @@ class Evaluator:
 
     def _score(self, todo: list[Candidate]) -> None:
         tables = stack_tables(todo, self.images.shape[1])
-        args = (self.masks, tables, self.regions, self.pad, self.batch_size)
-        benign, rec = self.scorer(self.model, self.images, self.adv, *args)
+        if self.scorer is None:
+            kw = {"pad": self.pad, "batch_size": self.batch_size}
+            benign = tables_dice(self.model, self.images, self.masks, tables, self.regions, **kw)
+            rec = tables_dice(self.model, self.adv, self.masks, tables, self.regions, **kw)
+        else:
+            args = (self.masks, tables, self.regions, self.pad, self.batch_size)
+            benign, rec = self.scorer(self.model, self.images, self.adv, *args)
         for i, c in enumerate(todo):
             loss = self.clean - benign[i]
             value = {

@@ -21,18 +21,10 @@ from segshield._checks import check_number
 from segshield.tuning.scoring import tables_dice
 from segshield.utils.cluster import import_ray
 
-__all__ = ["LocalTableScorer", "RayTableScorer", "score_chunk"]
+__all__ = ["RayTableScorer", "score_chunk"]
 
 #: Tables refined together by :func:`tables_dice` (its default); chunks are multiples.
 GROUP = 8
-
-
-class LocalTableScorer:
-    """Benign and recovered Dice of candidate tables in this process (the default)."""
-
-    def __call__(self, model, images, adversarial, masks, tables, regions, pad, batch_size):
-        """``(benign (V, B), recovered (V, B))`` Dice of ``V`` tables on ``B`` images."""
-        return score_chunk(model, images, adversarial, masks, tables, regions, pad, batch_size)
 
 
 def score_chunk(model, images, adversarial, masks, tables, regions, pad, batch_size):
