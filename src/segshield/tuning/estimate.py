@@ -36,7 +36,7 @@ def search_work(
 
     Example:
         >>> search_work(20, 10, 100, 60)
-        ({'attack (validation)': 2000, 'attack (held-out)': 1000}, 2520)
+        ({'attack (validation)': 2000, 'attack (held-out)': 1000}, 2500)
     """
     work = {"attack (validation)": n_val * steps, "attack (held-out)": n_heldout * steps}
     if adaptive_top_k is not None:
