@@ -213,3 +213,30 @@ def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, cap
     assert "search: 10 tables on 6 validation images" in printed
     assert "attack (validation): 30 image-iterations" in printed
     assert not table.exists()
+
+
+def test_reproduce_evaluation_reports_failed_cells_after_the_report(ckpt, tmp_path):
+    from segshield.evaluation import demo
+    from segshield.evaluation.executor import GridOutcome
+
+    class OneCellFails:
+        """The local executor, with one cell reported as failed for good."""
+
+        def run(self, config, output):
+            outcome = LocalExecutor().run(config, output)
+            return GridOutcome(outcome.store, [("tiny on phantom-derm, samples a, b", "bad")])
+
+    settings = demo.DemoSettings(
+        size=16,
+        n_eval=2,
+        batch_size=2,
+        asma="asma:steps=2",
+        adaptive="fgsm:eps=0.03",
+        defenses=("median:k=3",),
+    )
+    args = ([ckpt], ["phantom-derm"], settings, tmp_path, "t", "cpu")
+    with pytest.raises(ValueError, match=r"1 cell\(s\) failed for good: .*samples a, b \(bad\)"):
+        demo._evaluate(*args, OneCellFails())
+    assert (tmp_path / "report.html").is_file()  # written before the error
+    summary, report = demo._evaluate(*args, LocalExecutor())  # resumed, nothing failed
+    assert report.is_file() and summary
