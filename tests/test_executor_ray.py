@@ -275,3 +275,18 @@ def test_tune_with_ray_picks_the_local_table(cluster, tmp_path):
     assert remote.candidate.key() == local.candidate.key()
     assert remote.evaluations == local.evaluations
     assert torch.equal(remote.table, local.table)
+
+
+def test_tune_cli_with_ray_writes_the_local_table(cluster, ckpt, tmp_path):
+    import json
+
+    argv = ["-q", "tune", "--model", ckpt.removesuffix(".safetensors"), "--data", "phantom-derm"]
+    argv += ["--size", "16", "--limit", "6", "--attack", "fgsm:eps=0.03", "--budget", "10"]
+    argv += ["--jpeg", "75", "--channel-scales", "1,2"]
+    codes, tables = [], []
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        out = tmp_path / f"{name}.json"
+        codes.append(main([*argv, "-o", str(out), *extra]))
+        data = json.loads(out.read_text())
+        tables.append((data["table"], data["evaluations"], data["heldout"]))
+    assert codes[0] == codes[1] and tables[0] == tables[1]

@@ -179,8 +179,9 @@ def reproduce_dry_run(args: argparse.Namespace, settings: Any, device: str) -> s
 def check_ray_device(args: argparse.Namespace, device: str, classifiers: list[str]) -> bool:
     """Check the executor flags against ``--device``; whether to resolve it here.
 
-    With ``--executor ray`` a CUDA device is resolved on the workers, which hold the
-    GPUs (the driver may have none), and needs ``--gpus-per-task`` > 0.
+    With ``--executor ray`` a CUDA device needs ``--gpus-per-task`` > 0, and for
+    ``evaluate`` it is resolved on the workers, which hold the GPUs (the driver may have
+    none).
 
     Raises:
         ValueError: CUDA on Ray without GPUs per task, or classifiers on Ray.

@@ -53,7 +53,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.output is None:
         args.output = str(Path("reproduce_out") / args.dataset)
     validate_protocol(args, **_BASE)
-    _executor.check_executor_args(args)
+    _executor.check_ray_device(args, args._device, [])
 
 
 def run(args: argparse.Namespace) -> int:

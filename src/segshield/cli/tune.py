@@ -224,7 +224,7 @@ def validate(args: argparse.Namespace) -> None:
     from segshield._checks import check_number
 
     check_common_args(args)
-    _executor.check_executor_args(args)
+    _executor.check_ray_device(args, str(args.device), [])
     args.max_benign_loss = parse_bound(args.max_benign_loss)
     check_number("--benign-se", args.benign_se, low=0)
     check_number("--budget", args.budget, low=1, integer=True)

@@ -63,18 +63,23 @@ class RayExecutor:
                 "evaluate the classifiers in a separate local run"
             )
         run = open_run(config, output, device="cpu")  # the driver only plans and writes
-        plan = plan_grid(run)
-        todo = plan.missing()
-        log.info(
-            "%d of %d cells to compute (%d rows stored)", len(todo), len(plan.cells), len(run.done)
-        )
-        failed: list[Cell] = []
-        errors: list[tuple[str, str]] = []
-        busy = 0.0
-        if todo:
-            with ray_session(self.settings.address) as ray:
-                failed, errors, busy = self._submit(ray, config, run, todo)
-        finish_pairs(plan, failed)
+        try:
+            plan = plan_grid(run)
+            todo = plan.missing()
+            log.info(
+                "%d of %d cells to compute (%d rows stored)",
+                *(len(todo), len(plan.cells), len(run.done)),
+            )
+            failed: list[Cell] = []
+            errors: list[tuple[str, str]] = []
+            busy = 0.0
+            if todo:
+                with ray_session(self.settings.address) as ray:
+                    failed, errors, busy = self._submit(ray, config, run, todo)
+            finish_pairs(plan, failed)
+        except BaseException:
+            run.store.close()  # releases the folder's lock; finished cells stay stored
+            raise
         return GridOutcome(run.store, errors, len(todo), busy)
 
     def _submit(self, ray, config: EvalConfig, run, todo: list[Cell]):
