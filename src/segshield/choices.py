@@ -20,6 +20,7 @@ from segshield.gradients import ADAPTIVE_GRADIENTS, GRADIENTS
 __all__ = [
     "ADAPTIVE_GRADIENTS",
     "DEVICE_CHOICES",
+    "EXECUTORS",
     "GRADIENTS",
     "PNG_BITS",
     "PRECISIONS",
@@ -53,6 +54,8 @@ REPORT_TABLES = ("results", "classifier")
 TRAIN_TASKS = ("segment", "classify")
 #: Device names every command accepts (``cuda:N`` is accepted too).
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+#: Where an evaluation's cells run (``--executor``): this process, or a Ray cluster.
+EXECUTORS = ("local", "ray")
 #: Loader resize policies: resize to the asked size, or first pad to a square, then resize.
 RESIZE_POLICIES = ("resize", "pad")
 #: ``segshield reproduce --dataset`` names.

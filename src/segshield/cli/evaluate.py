@@ -15,6 +15,11 @@ says which) and its clean and benign scores are stored under attack ``none``;
 ``worst_attack``. ``--suite standard`` runs ASMA, PGD, APGD-CE, APGD-BMCE and CosPGD on the
 bare model and DCT-PGD through each defence, at the L-inf budget ``--eps`` (default
 8/255), and reports the worst case.
+
+``--executor ray`` computes the grid's cells (one batch with every attack and defence)
+as tasks on a Ray cluster (``segshield[ray]``; docs/CLUSTER.md); the results folder
+stays with this process, the only one that writes it. ``--dry-run`` prints the grid
+and its estimated device-hours and computes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 from segshield.choices import SUITES
 from segshield.cli import _common as common
+from segshield.cli import _executor
 
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
 
@@ -115,6 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     common.add_device(p, None, shown="cpu")
     common.add_output(p, "results folder (created or resumed)")
     p.add_argument("--report", help="also write the HTML report to this file")
+    _executor.add_executor_arguments(p)
     return p
 
 
@@ -229,12 +236,16 @@ def validate(args: argparse.Namespace) -> None:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
-    cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
+    if _executor.check_ray_device(args, cfg.device, cfg.classifiers):
+        cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")
     if args.report is not None:
         common.check_writable_folder(Path(args.report).parent, "--report")
+    if args.dry_run:  # nothing is written: no folder, no lock
+        args._config = cfg
+        return
     common.check_writable_folder(out, "-o")
     args._lock = lock_folder(out)
     if (out / "manifest.json").is_file():
@@ -244,14 +255,21 @@ def validate(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run or resume the evaluation, print the summary table; 0 on success."""
-    from segshield.evaluation.harness import run_evaluation
+    """Run or resume the evaluation, print the summary table; 0 on success, 1 if cells failed."""
+    from segshield.evaluation.executor import get_executor
     from segshield.evaluation.report import render_report
     from segshield.evaluation.summary import format_summary, run_notes, summarize
 
     cfg = args._config if hasattr(args, "_config") else config_from_args(args)
+    settings = getattr(args, "_executor", None) or _executor.executor_settings(args)
+    if args.dry_run:
+        from segshield.evaluation.estimate import dry_run
+
+        print(dry_run(cfg, args.output, throughput=args.throughput)[0])
+        return 0
     try:
-        store = run_evaluation(cfg, args.output)
+        outcome = get_executor(settings).run(cfg, args.output)
+        store = outcome.store
         try:
             print(format_summary(summarize(store.rows()), "md"))
             for note in run_notes(store.manifest() or {}):
@@ -265,4 +283,5 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(args, "_lock"):
             args._lock.release()
     log.info("results in %s", args.output)
-    return 0
+    failed = [f"{cell} ({error})" for cell, error in outcome.failed]
+    return common.exit_code(log, failed, "cell(s)", sep="; ")

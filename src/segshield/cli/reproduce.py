@@ -13,6 +13,7 @@ from pathlib import Path
 
 from segshield.choices import REPRODUCE_DATASETS
 from segshield.cli import _common as common
+from segshield.cli import _executor
 from segshield.cli.demo import add_protocol_arguments, print_tables, validate_protocol
 
 __all__ = ["add_parser", "validate", "run"]
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="the data set's folder")
     add_protocol_arguments(p)
     common.add_output(p, "output folder (default reproduce_out/DATASET)", required=False)
+    _executor.add_executor_arguments(p)
     return p
 
 
@@ -51,6 +53,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.output is None:
         args.output = str(Path("reproduce_out") / args.dataset)
     validate_protocol(args, **_BASE)
+    _executor.check_ray_device(args, args._device, [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
 
     settings = args._settings if hasattr(args, "_settings") else settings_from_args(args, **_BASE)
     device = args._device if hasattr(args, "_device") else str(common.device_arg(args.device))
+    if args.dry_run:
+        print(_executor.reproduce_dry_run(args, settings, device))
+        return 0
+    executor = _executor.executor_of(args)
     summary, report = run_reproduce(
-        args.dataset, args.root, args.output, settings, args.cache_dir, device
+        args.dataset, args.root, args.output, settings, args.cache_dir, device, executor
     )
     print_tables(summary, report)
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 
 from segshield.choices import SPLITS, TABLE_PAD_MODES
 from segshield.cli import _common as common
+from segshield.cli import _executor
 
 __all__ = [
     "add_parser",
@@ -121,6 +122,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--heldout-split", default="test", choices=SPLITS, help="report split (test)")
     p.add_argument("--jpeg", default="50,75,90", help="JPEG qualities to compare (50,75,90)")
     common.add_output(p, "output table JSON")
+    _executor.add_executor_arguments(p)
     return p
 
 
@@ -222,6 +224,7 @@ def validate(args: argparse.Namespace) -> None:
     from segshield._checks import check_number
 
     check_common_args(args)
+    _executor.check_ray_device(args, str(args.device), [])
     args.max_benign_loss = parse_bound(args.max_benign_loss)
     check_number("--benign-se", args.benign_se, low=0)
     check_number("--budget", args.budget, low=1, integer=True)
@@ -364,7 +367,6 @@ def _print_summary(result: Any, heldout_all: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the search and write the table, the plots and the cache."""
-    from segshield.tuning import tune_table
     from segshield.tuning.plots import pareto_png, pareto_svg
     from segshield.utils.imageio import atomic_write_bytes
     from segshield.utils.seed import seed_everything
@@ -373,7 +375,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     model = load_model(args)
     data, regions = _tune_data(args, model)
-    result = tune_table(model, data, _tune_config(args, regions))
+    if args.dry_run:
+        print(_executor.tune_dry_run(args, model, data))
+        return 0
+    result = _executor.run_tune(args, model, data, _tune_config(args, regions))
     splits = {"val_split": args.val_split, "heldout_split": args.heldout_split}
     result.to_file(out, **input_record(args, **splits))
     title = "held-out: recovered Dice vs benign Dice loss"

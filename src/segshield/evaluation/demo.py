@@ -221,15 +221,11 @@ def cached_model(
     return ckpt
 
 
-def _evaluate(
-    models: list[Path],
-    datasets: list[str],
-    settings: DemoSettings,
-    out_dir: Path,
-    title: str,
-    device: str,
-) -> tuple[list[dict[str, Any]], Path]:
-    cfg = EvalConfig(
+def eval_config(
+    models: list[Path], datasets: list[str], settings: DemoSettings, device: str
+) -> EvalConfig:
+    """The evaluation settings of the demo and ``reproduce`` (each model on its data)."""
+    return EvalConfig(
         models=[str(m) for m in models],
         datasets=list(datasets),
         attacks=[settings.asma],
@@ -246,12 +242,34 @@ def _evaluate(
         device=device,
         pairing="zip",
     )
-    store = run_evaluation(cfg, out_dir / "results")
+
+
+def _evaluate(
+    models: list[Path],
+    datasets: list[str],
+    settings: DemoSettings,
+    out_dir: Path,
+    title: str,
+    device: str,
+    executor: Any = None,
+) -> tuple[list[dict[str, Any]], Path]:
+    cfg = eval_config(models, datasets, settings, device)
+    if executor is None:
+        store, failed = run_evaluation(cfg, out_dir / "results"), []
+    else:
+        outcome = executor.run(cfg, out_dir / "results")
+        store, failed = outcome.store, outcome.failed
     try:
         summary = summarize(store.rows())
         report = render_report(store, out_dir / "report.html", title=title)
     finally:
         store.close()
+    if failed:
+        raise ValueError(
+            f"{len(failed)} cell(s) failed for good: "
+            + "; ".join(f"{cell} ({error})" for cell, error in failed)
+            + f"; the report {report} covers the rest; run again to retry them"
+        )
     return summary, report
 
 
@@ -293,6 +311,7 @@ def run_reproduce(
     settings: DemoSettings,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
+    executor: Any = None,
 ) -> tuple[list[dict[str, Any]], Path]:
     """The FR paper's protocol on a real data set: train, ASMA to other masks, defend.
 
@@ -308,12 +327,15 @@ def run_reproduce(
             evaluated validation images, ``n_train`` the training images).
         cache_dir: model cache. Default :func:`default_cache_dir`.
         device: ``"cpu"`` or ``"cuda"``.
+        executor: where the evaluation's cells run
+            (:func:`~segshield.evaluation.executor.get_executor`); ``None``: here.
 
     Returns:
         ``(summary rows, report path)``.
 
     Raises:
-        ValueError: unknown ``dataset``.
+        ValueError: unknown ``dataset``, or cells that failed for good (after the
+            report of the others is written).
         FileNotFoundError: ``root`` missing.
 
     Example:
@@ -327,4 +349,4 @@ def run_reproduce(
     spec = f"{REPRODUCE_DATASETS[dataset]}:{root}"
     model = cached_model(spec, settings, cache_dir, device)
     title = f"segshield reproduce: {dataset}"
-    return _evaluate([model], [spec], settings, Path(out_dir), title, device)
+    return _evaluate([model], [spec], settings, Path(out_dir), title, device, executor)

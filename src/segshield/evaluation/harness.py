@@ -38,6 +38,12 @@ import torch
 from segshield._checks import check_images, check_masks
 from segshield.evaluation.classify import attack_classifier_batch, label_task, resolve_attacks
 from segshield.evaluation.config import NO_ATTACK, EvalConfig
+from segshield.evaluation.model_specs import (
+    WRAPPED_SUFFIXES,
+    dataset_label,
+    load_model,
+    model_label,
+)
 from segshield.evaluation.scoring import (
     ClassificationScorer,
     SegmentationScorer,
@@ -66,65 +72,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Model files read by :func:`segshield.models.wrap` instead of the checkpoint loader
-#: (``.pt2`` too, so its refusal explains itself).
-WRAPPED_SUFFIXES = (".onnx", ".ts", ".torchscript", ".pt2")
-
-
-def load_model(spec: str) -> torch.nn.Module:
-    """The segmentation model of a ``--model`` spec: a checkpoint, or a wrapped file.
-
-    Args:
-        spec: a checkpoint ``X``/``X.safetensors``/``X.json`` (:func:`segshield.models.load`),
-            or a file ending in one of :data:`WRAPPED_SUFFIXES`
-            (:func:`segshield.models.wrap` with its defaults: an ONNX file from
-            ``segshield export`` brings its own classes and channels, any other file is
-            taken as K = 1, C = 3, inputs in ``[0, 1]``).
-
-    Returns:
-        The model in eval mode (an ONNX one has ``supports_gradients`` False).
-
-    Raises:
-        FileNotFoundError, ValueError, ImportError: as ``load`` and ``wrap``.
-
-    Example:
-        >>> load_model("runs/defended.onnx").config["defended"]  # doctest: +SKIP
-        True
-    """
-    from segshield.models import load, wrap
-
-    if Path(spec).suffix.lower() in WRAPPED_SUFFIXES:
-        return wrap(spec)
-    return load(spec)
-
-
-def model_label(spec: str) -> str:
-    """Short name of a model in result rows: the checkpoint's stem, or the name itself.
-
-    Example:
-        >>> model_label("runs/derm.safetensors"), model_label("unet")
-        ('derm', 'unet')
-    """
-    p = Path(spec)
-    return p.stem if p.suffix in (".safetensors", ".json") else p.name or spec
-
-
-def dataset_label(spec: str) -> str:
-    """Short name of a dataset in result rows: ``KIND`` or ``KIND:folder-name``.
-
-    Example:
-        >>> dataset_label("isic:/data/isic2017"), dataset_label("phantom-derm")
-        ('isic:isic2017', 'phantom-derm')
-    """
-    kind, sep, path = spec.partition(":")
-    return kind if not sep else f"{kind}:{Path(path).name or path}"
-
 
 def _sub_seed(*parts: object) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def _load_data(spec: str, config: EvalConfig, model: torch.nn.Module) -> Any:
+def load_data(spec: str, config: EvalConfig, model: torch.nn.Module) -> Any:
     from segshield.data import load_dataset
 
     size = config.size
@@ -144,7 +97,7 @@ def _batch(ds: Any, idx: Sequence[int], device: torch.device):
 
 
 @dataclass
-class _Run:
+class RunState:
     """What every (model, dataset) pair of one run shares."""
 
     config: EvalConfig
@@ -164,7 +117,7 @@ class _Run:
 
 
 @dataclass
-class _Pair:
+class PairState:
     """One model on one dataset: names, the scorer and the targets of the samples."""
 
     model: torch.nn.Module
@@ -219,55 +172,77 @@ def run_evaluation(
         >>> cfg = EvalConfig(models=["demo.safetensors"], datasets=["phantom-derm"], limit=4)
         >>> store = run_evaluation(cfg, "results/")  # doctest: +SKIP
     """
-    from segshield.attacks import get_attack
-    from segshield.defenses import get_defense
+    run = open_run(config, output, on_group)
+    datasets = datasets or {}
+    model_info: dict[str, Any] = {}
+    skipped: dict[str, list[str]] = {}
+    for i, mspec in enumerate(config.models):
+        model, mname, plan = prepare_model(run, mspec, models)
+        model_info[mname] = getattr(model, "config", {})
+        if plan[2]:
+            skipped[mname] = plan[2]
+        for dspec in model_datasets(config, i):
+            ds = datasets[dspec] if dspec in datasets else load_data(dspec, config, model)
+            pair = build_pair(run, model, mname, ds, dspec, plan[:2])
+            _evaluate_pair(run, pair)
+            add_worst_case(run, pair)
+    for cspec in config.classifiers:
+        _evaluate_classifier(run, cspec, datasets)
+    run.store.update_manifest(models=model_info, skipped_attacks=skipped)
+    return run.store
 
-    device = torch.device(config.device)
+
+def open_run(config: EvalConfig, output: str | Path, on_group=None, device=None) -> RunState:
+    """Open (or resume) the store of a run, note its defences and build its attacks."""
+    device = torch.device(config.device if device is None else device)
     store = ResultStore(output)
     if store.start_run(config.to_dict(), config.digest(), config.seed):
         log.info("resuming %s: %d finished rows kept", output, len(store))
-    defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
-    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
-    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
+    defenses, attacks = grid_parts(config, device)
     store.update_manifest(
         defenses={s: d.spec() for s, d in defenses.items()},
         adaptive_attacks=list(config.adaptive),
         defense_gradients={s: getattr(d, "gradient", None) for s, d in defenses.items()},
     )
-    run = _Run(config, store, store.done_keys(), device, defenses, attacks, on_group)
-    datasets = datasets or {}
-    model_info: dict[str, Any] = {}
-    skipped: dict[str, list[str]] = {}
-    for i, mspec in enumerate(config.models):
-        model = models[mspec] if models is not None and mspec in models else load_model(mspec)
-        model = model.to(device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        mname = model_label(mspec)
-        model_info[mname] = getattr(model, "config", {})
-        plan = _attack_plan(run, model, mname)
-        if plan[2]:
-            skipped[mname] = plan[2]
-        dspecs = [config.datasets[i]] if config.pairing == "zip" else config.datasets
-        for dspec in dspecs:
-            ds = datasets[dspec] if dspec in datasets else _load_data(dspec, config, model)
-            pair = _pair(run, model, mname, ds, dspec, plan[:2])
-            _evaluate_pair(run, pair)
-            if config.worst_case and pair.attacks:
-                entrants = [(a, ad) for a, ad, _ in pair.attacks]
-                rows = worst_case_rows(
-                    store.rows(), entrants, mname, pair.dname, skip=pair.cannot_run
-                )
-                run.commit(
-                    [r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], []
-                )
-    for cspec in config.classifiers:
-        _evaluate_classifier(run, cspec, datasets)
-    store.update_manifest(models=model_info, skipped_attacks=skipped)
-    return store
+    return RunState(config, store, store.done_keys(), device, defenses, attacks, on_group)
 
 
-def _attack_plan(run: _Run, model: torch.nn.Module, mname: str):
+def grid_parts(config: EvalConfig, device: torch.device):
+    """``(defences by spec, [(attack spec, adaptive, attack)])`` of a run, built on ``device``."""
+    from segshield.attacks import get_attack
+    from segshield.defenses import get_defense
+
+    defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
+    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
+    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
+    return defenses, attacks
+
+
+def prepare_model(run: RunState, mspec: str, models: Mapping[str, Any] | None = None):
+    """``(model, label, attack plan)``: the model of a spec in eval mode, without gradients."""
+    model = models[mspec] if models is not None and mspec in models else load_model(mspec)
+    model = model.to(run.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    mname = model_label(mspec)
+    return model, mname, attack_plan(run, model, mname)
+
+
+def model_datasets(config: EvalConfig, i: int) -> list[str]:
+    """The data specs model ``i`` is evaluated on (its own with ``pairing="zip"``)."""
+    return [config.datasets[i]] if config.pairing == "zip" else list(config.datasets)
+
+
+def add_worst_case(run: RunState, pair: PairState) -> None:
+    """With ``config.worst_case``, commit the pair's worst-case rows not stored yet."""
+    if not (run.config.worst_case and pair.attacks):
+        return
+    entrants = [(a, ad) for a, ad, _ in pair.attacks]
+    rows = worst_case_rows(run.store.rows(), entrants, pair.mname, pair.dname, skip=pair.cannot_run)
+    run.commit([r for r in rows if tuple(r[c] for c in KEY_COLUMNS) not in run.done], [])
+
+
+def attack_plan(run: RunState, model: torch.nn.Module, mname: str):
     """``(attacks, clean_rows, skipped)`` of one model: a model without gradients skips all."""
     clean_rows = NO_ATTACK in run.config.attacks
     if getattr(model, "supports_gradients", True) or not run.attacks:
@@ -283,7 +258,9 @@ def _attack_plan(run: _Run, model: torch.nn.Module, mname: str):
     return [], True, skipped
 
 
-def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str, plan) -> _Pair:
+def build_pair(
+    run: RunState, model: torch.nn.Module, mname: str, ds: Any, dspec: str, plan
+) -> PairState:
     """The segmentation pair: its scorer, sample names, (seeded) target masks and attacks."""
     from segshield.attacks import make_targets
 
@@ -297,10 +274,10 @@ def _pair(run: _Run, model: torch.nn.Module, mname: str, ds: Any, dspec: str, pl
         targets = make_targets(config.target, masks_all, seed=config.seed)
         check_masks(targets, "target masks", like=masks_all)
     cannot = cannot_run(plan[0], run.defenses)
-    return _Pair(model, mname, dataset_label(dspec), ds, scorer, names, targets, *plan, cannot)
+    return PairState(model, mname, dataset_label(dspec), ds, scorer, names, targets, *plan, cannot)
 
 
-def _unfinished(run: _Run, pair: _Pair, start: int, combos: list[tuple[str, bool, str]]):
+def _unfinished(run: RunState, pair: PairState, start: int, combos: list[tuple[str, bool, str]]):
     """Samples of the batch at ``start`` with any unfinished row (after a kill)."""
     stop = min(start + run.config.batch_size, len(pair.names))
     return [
@@ -310,43 +287,57 @@ def _unfinished(run: _Run, pair: _Pair, start: int, combos: list[tuple[str, bool
     ]
 
 
-def _evaluate_pair(run: _Run, pair: _Pair) -> None:
-    """Every batch of a segmentation pair: clean and benign once, then each attack group."""
-    starts = list(range(0, len(pair.names), run.config.batch_size))
+def pair_combos(run: RunState, pair: PairState) -> list[tuple[str, bool, str]]:
+    """The ``(attack, adaptive, defence)`` row groups of a pair, ``none`` rows last."""
     combos = [(a, ad, d) for a, ad, _ in pair.attacks for d in run.defenses]
     combos = [c for c in combos if c not in pair.cannot_run]
-    combos += [(NO_ATTACK, False, d) for d in run.defenses if pair.clean_rows]
+    return combos + [(NO_ATTACK, False, d) for d in run.defenses if pair.clean_rows]
+
+
+def _evaluate_pair(run: RunState, pair: PairState) -> None:
+    """Every batch of a segmentation pair (:func:`evaluate_batch`)."""
+    combos = pair_combos(run, pair)
+    starts = list(range(0, len(pair.names), run.config.batch_size))
     for start in progress(starts, desc=f"{pair.mname} on {pair.dname}", unit="batch"):
-        idx = _unfinished(run, pair, start, combos)
-        if not idx:
-            continue
-        names = [pair.names[i] for i in idx]
-        missing = {c for c in combos if any(pair.key(*c, s) not in run.done for s in names)}
-        x, y = _batch(pair.ds, idx, run.device)
-        check_images(x, f"{pair.dname} images", check_range=True)
-        check_masks(y, f"{pair.dname} masks", like=x)
-        tgt = None if pair.targets is None else pair.targets[idx].to(run.device)
-        b = len(idx)
-        clean_pred, seconds = timed(partial(pair.scorer.predict, pair.model, x), run.device)
-        base: dict[str, list[float]] = {}
-        put(base, "t_clean", [seconds / b] * b)
-        clean_cols, clean = pair.scorer.columns("clean", clean_pred, y)
-        base.update(clean_cols)
-        needed = sorted({d for _, _, d in missing}, key=list(run.defenses).index)
-        benign = {
-            d: pair.scorer.benign(pair.model, run.defenses[d], x, y, clean, run.device)
-            for d in needed
-        }
-        batch = {"idx": idx, "names": names, "x": x, "y": y, "start": start}
-        batch.update(clean_pred=clean_pred, clean=clean, base=base, benign=benign)
-        if pair.clean_rows:
-            _clean_rows(run, pair, batch, missing)
-        for aspec, adaptive, attack in pair.attacks:
-            todo = [d for d in run.defenses if (aspec, adaptive, d) in missing]
-            groups = [[d] for d in todo] if adaptive else [todo]
-            target = tgt if getattr(attack, "allows_target", True) else None
-            for group in groups if todo else []:
-                _attack_group(run, pair, batch, (aspec, adaptive, attack), group, target)
+        evaluate_batch(run, pair, start, combos)
+
+
+def evaluate_batch(run: RunState, pair: PairState, start: int, combos: list) -> None:
+    """The batch at ``start``: clean and benign once, then each attack group; commits rows.
+
+    The executors' cells are these batches (:mod:`~segshield.evaluation.cells`).
+    """
+    idx = _unfinished(run, pair, start, combos)
+    if not idx:
+        return
+    names = [pair.names[i] for i in idx]
+    # seeded per batch (randomised defences), so a batch's rows do not depend on the ones before
+    seed_everything(_sub_seed(run.config.seed, pair.mname, pair.dname, "clean", start))
+    missing = {c for c in combos if any(pair.key(*c, s) not in run.done for s in names)}
+    x, y = _batch(pair.ds, idx, run.device)
+    check_images(x, f"{pair.dname} images", check_range=True)
+    check_masks(y, f"{pair.dname} masks", like=x)
+    tgt = None if pair.targets is None else pair.targets[idx].to(run.device)
+    b = len(idx)
+    clean_pred, seconds = timed(partial(pair.scorer.predict, pair.model, x), run.device)
+    base: dict[str, list[float]] = {}
+    put(base, "t_clean", [seconds / b] * b)
+    clean_cols, clean = pair.scorer.columns("clean", clean_pred, y)
+    base.update(clean_cols)
+    needed = sorted({d for _, _, d in missing}, key=list(run.defenses).index)
+    benign = {
+        d: pair.scorer.benign(pair.model, run.defenses[d], x, y, clean, run.device) for d in needed
+    }
+    batch = {"idx": idx, "names": names, "x": x, "y": y, "start": start}
+    batch.update(clean_pred=clean_pred, clean=clean, base=base, benign=benign)
+    if pair.clean_rows:
+        _clean_rows(run, pair, batch, missing)
+    for aspec, adaptive, attack in pair.attacks:
+        todo = [d for d in run.defenses if (aspec, adaptive, d) in missing]
+        groups = [[d] for d in todo] if adaptive else [todo]
+        target = tgt if getattr(attack, "allows_target", True) else None
+        for group in groups if todo else []:
+            _attack_group(run, pair, batch, (aspec, adaptive, attack), group, target)
 
 
 def _row(key: RowKey, cols: dict[str, list[float]], j: int) -> dict[str, Any]:
@@ -354,7 +345,7 @@ def _row(key: RowKey, cols: dict[str, list[float]], j: int) -> dict[str, Any]:
     return {**dict(zip(KEY_COLUMNS, key, strict=True)), **{c: v[j] for c, v in cols.items()}}
 
 
-def _clean_rows(run: _Run, pair: _Pair, batch: dict, missing: set) -> None:
+def _clean_rows(run: RunState, pair: PairState, batch: dict, missing: set) -> None:
     """Rows of attack ``none`` on a batch: clean and benign scores of each missing defence."""
     rows = [
         _row(k, {**batch["base"], **batch["benign"][d]}, j)
@@ -366,7 +357,7 @@ def _clean_rows(run: _Run, pair: _Pair, batch: dict, missing: set) -> None:
     run.commit(rows, [])
 
 
-def _attack_group(run: _Run, pair: _Pair, batch: dict, attack_info, group, a_tgt) -> None:
+def _attack_group(run: RunState, pair: PairState, batch: dict, attack_info, group, a_tgt) -> None:
     """One attack (through one defence when adaptive) on a batch; rows for ``group``."""
     from segshield.attacks import Defended
 
@@ -416,7 +407,7 @@ def _attack_group(run: _Run, pair: _Pair, batch: dict, attack_info, group, a_tgt
     run.commit(rows, examples)
 
 
-def _recover(run: _Run, pair: _Pair, batch: dict, dspec: str, adv, a_tgt):
+def _recover(run: RunState, pair: PairState, batch: dict, dspec: str, adv, a_tgt):
     """The defence on the adversarial images: recovered images, masks and columns."""
     model, b = pair.model, adv.shape[0]
     dcols = dict(batch["benign"][dspec])
@@ -437,7 +428,7 @@ def _defend_predict(defense, model, scorer, adv):
     return rec_img, scorer.predict(model, rec_img)
 
 
-def _evaluate_classifier(run: _Run, cspec: str, datasets: Mapping[str, Any]) -> None:
+def _evaluate_classifier(run: RunState, cspec: str, datasets: Mapping[str, Any]) -> None:
     """Classifier rows in the ``classifier`` table, resumable per (attack, batch)."""
     from segshield.data.labels import item_label
     from segshield.defenses import get_defense
@@ -450,7 +441,7 @@ def _evaluate_classifier(run: _Run, cspec: str, datasets: Mapping[str, Any]) -> 
     model = load(cspec, map_location=run.device, task="classify").eval()
     cname = model_label(cspec)
     for dspec in config.datasets:
-        ds = datasets[dspec] if dspec in datasets else _load_data(dspec, config, model)
+        ds = datasets[dspec] if dspec in datasets else load_data(dspec, config, model)
         task, dname = label_task(model, ds, None), dataset_label(dspec)
         n = len(ds) if config.limit is None else min(len(ds), config.limit)
         names = [str(ds[i]["name"]) for i in range(n)]

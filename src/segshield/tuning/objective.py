@@ -160,6 +160,11 @@ class Evaluator:
         pad: FR padding mode.
         batch_size: images per forward pass.
         cache: the search's evaluation cache.
+        scorer: scores a batch of tables:
+            ``scorer(model, images, adversarial, masks, tables, regions, pad, batch_size)``
+            returns ``(benign, recovered)`` Dice ``(V, B)``. Default ``None``: this
+            process; :class:`~segshield.tuning.parallel.RayTableScorer` spreads them over
+            a cluster.
 
     Attributes:
         seen: key -> row (``candidate``, ``benign_loss``, ``recovered_dice``,
@@ -167,7 +172,10 @@ class Evaluator:
         n_new, n_cached: evaluations computed here and taken from the cache.
     """
 
-    def __init__(self, model, images, masks, adversarial, regions, pad, batch_size, cache):
+    def __init__(
+        self, model, images, masks, adversarial, regions, pad, batch_size, cache, scorer=None
+    ):
+        self.scorer = scorer
         self.model, self.images, self.masks, self.adv = model, images, masks, adversarial
         self.regions, self.pad, self.batch_size, self.cache = regions, pad, batch_size, cache
         base = variant_dice(model, torch.stack([images, adversarial]), masks, regions, batch_size)
@@ -194,9 +202,13 @@ class Evaluator:
 
     def _score(self, todo: list[Candidate]) -> None:
         tables = stack_tables(todo, self.images.shape[1])
-        kw = {"pad": self.pad, "batch_size": self.batch_size}
-        benign = tables_dice(self.model, self.images, self.masks, tables, self.regions, **kw)
-        rec = tables_dice(self.model, self.adv, self.masks, tables, self.regions, **kw)
+        if self.scorer is None:
+            kw = {"pad": self.pad, "batch_size": self.batch_size}
+            benign = tables_dice(self.model, self.images, self.masks, tables, self.regions, **kw)
+            rec = tables_dice(self.model, self.adv, self.masks, tables, self.regions, **kw)
+        else:
+            args = (self.masks, tables, self.regions, self.pad, self.batch_size)
+            benign, rec = self.scorer(self.model, self.images, self.adv, *args)
         for i, c in enumerate(todo):
             loss = self.clean - benign[i]
             value = {

@@ -54,6 +54,8 @@ def tune_table(
     model: torch.nn.Module,
     data: TuneData | None = None,
     config: TuneConfig | None = None,
+    *,
+    table_scorer: Any = None,
     **legacy: Any,
 ) -> TuneResult:
     """Tune the FR table to maximise recovered Dice under a benign-loss bound.
@@ -68,6 +70,10 @@ def tune_table(
         data: the validation and held-out splits (:class:`~segshield.tuning.config.TuneData`).
         config: the settings (:class:`~segshield.tuning.config.TuneConfig`). Default
             None: ``TuneConfig()``.
+        table_scorer: scores batches of candidate tables (see
+            :class:`~segshield.tuning.objective.Evaluator`): ``None`` in this process,
+            or a :class:`~segshield.tuning.parallel.RayTableScorer` for a Ray cluster
+            (the adversarial images are still computed once, here, and shared).
         **legacy: deprecated: the fields of ``TuneData`` and ``TuneConfig`` as keyword
             arguments (``val_images=..., budget=...``), the former call form; warns.
 
@@ -96,7 +102,9 @@ def tune_table(
     x, m = data.val_images, data.val_masks
     fp = fingerprint(model, x, m, val_adv, {k: record[k] for k in ("pad", "regions")})
     store = EvalCache(config.cache, fp, resume=config.resume)
-    ev = Evaluator(model, x, m, val_adv, regions, config.pad, config.batch_size, store)
+    ev = Evaluator(
+        model, x, m, val_adv, regions, config.pad, config.batch_size, store, table_scorer
+    )
     # 1. Seeded coarse sample of the grid, always with the paper's table.
     ev.evaluate(_coarse_sample(config.space, data.channels, config.budget, config.seed))
     paper_row = ev.seen[_space.PAPER_CANDIDATE.key()]
