@@ -40,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reproduce", help="The FR paper's protocol on a real data set (ISIC, fundus)"
     )
-    common.add_data(p, "data set KIND:PATH, e.g. isic:/data/isic2017 or origa:/data/origa")
-    p._option_string_actions["--data"].required = False  # --dataset/--root may replace it
+    # not required by the parser: the deprecated --dataset/--root may stand for it
+    p.add_argument("--data", help="data set KIND:PATH, e.g. isic:/data/isic2017, origa:DIR")
     p.add_argument("--protocol", default="fr-paper", choices=PROTOCOLS, help="preset (fr-paper)")
     p.add_argument(
         "--target", choices=REPRODUCE_TARGETS, help="targets: other-gt (default) or last-gt"
@@ -94,7 +94,8 @@ def validate(args: argparse.Namespace) -> None:
     if root is None:
         raise ValueError(f"--data: {spec!r} is generated data; reproduce takes a real data set")
     if not root.is_dir():
-        raise FileNotFoundError(f"--data: {root}: no such folder; pass the data set folder")
+        flag = "--root" if args.root is not None else "--data"
+        raise FileNotFoundError(f"{flag}: {root}: no such folder; pass the data set folder")
     if args.init is not None and not Path(args.init).is_file():
         raise FileNotFoundError(f"--init: {args.init}: no such file; pass a .safetensors file")
     limit, subset = common.limit_args(args)

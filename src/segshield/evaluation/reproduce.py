@@ -34,7 +34,10 @@ def protocol_html(config: dict[str, Any]) -> str:
         >>> "trained from scratch" in protocol_html(resolved_config(PROTOCOLS["quick"], "isic:x"))
         True
     """
-    e = html.escape
+
+    def e(value: Any) -> str:
+        return html.escape(str(value))
+
     model = config["model"]
     return (
         f"<section><h2>Protocol {e(config['protocol'])}</h2>"

@@ -81,11 +81,14 @@ def derived_columns(members: Sequence[dict[str, Any]]) -> dict[str, float]:
     mean recovered IoU / mean clean IoU, both over the samples where the two scores are
     numbers (NaN when there is none or the clean mean is 0); ``attack_success_rate`` =
     the share of samples with ``attack_target_iou >= SUCCESS_TARGET_IOU`` (a NaN target
-    IoU counts as a failure). A column is left out when its inputs are absent.
+    IoU counts as a failure). The efficiencies replace the per-sample ``efficiency``
+    column the harness writes and are left out for rows without it, as the success
+    rate is for rows without ``attack_target_iou``.
 
     Example:
         >>> rows = [dict(clean_dice=0.01, recovered_dice=0.9, attack_target_iou=0.7),
         ...         dict(clean_dice=0.99, recovered_dice=0.1, attack_target_iou=0.2)]
+        >>> rows[0]["efficiency"], rows[1]["efficiency"] = float("nan"), 0.1
         >>> d = derived_columns(rows)
         >>> round(d["efficiency"], 3), d["attack_success_rate"]
         (1.0, 0.5)
@@ -96,7 +99,7 @@ def derived_columns(members: Sequence[dict[str, Any]]) -> dict[str, float]:
         ("efficiency", "recovered_dice", "clean_dice"),
         ("efficiency_iou", "recovered_iou", "clean_iou"),
     ):
-        if any(num in r and den in r for r in members):
+        if any("efficiency" in r and num in r and den in r for r in members):
             out[name] = _ratio_of_means(members, num, den)
     if any("attack_target_iou" in r for r in members):
         hits = [
