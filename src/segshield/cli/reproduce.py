@@ -31,6 +31,14 @@ __all__ = ["add_parser", "validate", "run"]
 
 log = logging.getLogger(__name__)
 
+#: flag (``args`` attribute) -> the :class:`~segshield.evaluation.protocols.Protocol`
+#: field it overrides (unset flags keep the preset's value)
+_OVERRIDES = {
+    **{f: f for f in ("size", "model", "width", "epochs", "n_train", "batch_size")},
+    **{f: f for f in ("adaptive", "target", "seed", "init")},
+    "asma": "attack",
+    "defense": "defenses",
+}
 #: ``--dataset`` (deprecated) -> data kind
 _KINDS = {"isic2017": "isic", "origa": "origa", "paddleseg": "paddleseg"}
 
@@ -99,23 +107,8 @@ def validate(args: argparse.Namespace) -> None:
     if args.init is not None and not Path(args.init).is_file():
         raise FileNotFoundError(f"--init: {args.init}: no such file; pass a .safetensors file")
     limit, subset = common.limit_args(args)
-    protocol = resolve(
-        args.protocol,
-        size=args.size,
-        model=args.model,
-        width=args.width,
-        epochs=args.epochs,
-        n_train=args.n_train,
-        limit=limit,
-        subset=subset,
-        batch_size=args.batch_size,
-        attack=args.asma,
-        adaptive=args.adaptive,
-        defenses=args.defense,
-        target=args.target,
-        seed=args.seed,
-        init=args.init,
-    )
+    given = {field: getattr(args, flag) for flag, field in _OVERRIDES.items()}
+    protocol = resolve(args.protocol, limit=limit, subset=subset, **given)
     validate_specs(protocol.attack, protocol.adaptive, protocol.defenses, protocol.model)
     if args.init is not None:
         _check_init(protocol, args.init)
