@@ -406,3 +406,17 @@ def test_evaluate_limit_records_a_random_subset_and_first_the_head(tmp_path, mon
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["samples"] == {"phantom-derm": want}
         assert manifest["config"]["subset"] == ("random" if flag == "--limit" else "first")
+
+
+def test_cli_choices_match_the_presets():
+    from segshield import choices
+    from segshield.cli.main import build_parser
+
+    assert tuple(PROTOCOLS) == choices.PROTOCOLS
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    p = sub.choices["reproduce"]
+    opts = {o: a for a in p._actions for o in a.option_strings}
+    assert tuple(opts["--protocol"].choices) == choices.PROTOCOLS
+    assert opts["--protocol"].default == "fr-paper"
+    assert tuple(opts["--target"].choices) == choices.REPRODUCE_TARGETS
+    assert "--first" in opts and "--limit" in opts

@@ -134,12 +134,12 @@ def _check_init(protocol, path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the settings (``--print-config``), or train, evaluate, print, report."""
     from segshield.evaluation.protocols import resolved_config
-    from segshield.evaluation.reproduce import reproduce
+    from segshield.evaluation.reproduce import run_protocol
 
     if args.print_config:
         print(json.dumps(resolved_config(args._protocol, args._spec), indent=2))
         return 0
-    summary, report = reproduce(
+    summary, report = run_protocol(
         args._protocol, args._spec, args.output, args.cache_dir, args._device
     )
     p = args._protocol

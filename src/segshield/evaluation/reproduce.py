@@ -23,7 +23,7 @@ from segshield.evaluation.protocols import Protocol, evaluation_split, resolved_
 from segshield.evaluation.report import render_report
 from segshield.evaluation.summary import summarize
 
-__all__ = ["reproduce", "protocol_html"]
+__all__ = ["run_protocol", "protocol_html"]
 
 
 def protocol_html(config: dict[str, Any]) -> str:
@@ -51,7 +51,7 @@ def protocol_html(config: dict[str, Any]) -> str:
     )
 
 
-def reproduce(
+def run_protocol(
     protocol: Protocol,
     data_spec: str,
     out_dir: str | Path,
@@ -75,7 +75,7 @@ def reproduce(
 
     Example:
         >>> from segshield.evaluation.protocols import resolve
-        >>> reproduce(resolve("fr-paper"), "isic:data/isic2017", "out")  # doctest: +SKIP
+        >>> run_protocol(resolve("fr-paper"), "isic:data/isic2017", "out")  # doctest: +SKIP
     """
     p = protocol
     sizes = DemoSettings(
