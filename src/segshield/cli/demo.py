@@ -48,7 +48,7 @@ def add_protocol_arguments(p: argparse.ArgumentParser, *, first: bool = False) -
     p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
     if first:
-        common.add_limit(p, "evaluated images (default: the protocol's)")
+        common.add_limit(p, "evaluated images, default the protocol's,")
     else:
         common.add_limit(p, "evaluated validation samples (demo 8)", first=False)
     common.add_batch_size(p, None, help="evaluation batch size (4)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -51,9 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     # not required by the parser: the deprecated --dataset/--root may stand for it
     p.add_argument("--data", help="data set KIND:PATH, e.g. isic:/data/isic2017, origa:DIR")
     p.add_argument("--protocol", default="fr-paper", choices=PROTOCOLS, help="preset (fr-paper)")
-    p.add_argument(
-        "--target", choices=REPRODUCE_TARGETS, help="targets: other-gt (default) or last-gt"
-    )
+    p.add_argument("--target", choices=REPRODUCE_TARGETS, help="target masks (default other-gt)")
     p.add_argument("--init", help="encoder weights (.safetensors) to start from")
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved settings as JSON, exit"
@@ -61,6 +60,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=REPRODUCE_DATASETS, help="deprecated: use --data")
     p.add_argument("--root", help="deprecated: use --data KIND:PATH")
     add_protocol_arguments(p, first=True)
+    for action in p._actions:  # the shared flags' help names the demo's defaults
+        if action.dest in _OVERRIDES and action.dest not in ("target", "init", "n_train"):
+            text = re.sub(r"\s*\([^()]*\)$", "", action.help or action.dest)
+            action.help = f"{text} (default: the protocol's; see --print-config)"
     common.add_output(p, "output folder (default reproduce_out/PROTOCOL-KIND)", required=False)
     return p
 
