@@ -338,14 +338,15 @@ def test_efficiency_is_a_ratio_of_means_not_exploded_by_a_near_zero_clean_dice()
     assert out["efficiency_nan"] == 1  # the per-sample ratio is NaN below the threshold
     # the scorer writes NaN per sample where the clean Dice is below the threshold
     scorer = SegmentationScorer({"lesion": (1,)}, downstream=False, threshold=0.6)
-    gt = torch.zeros(2, 10, 10, dtype=torch.long)
-    gt[:, :, :5] = 1  # 50 lesion pixels each
+    gt = torch.ones(2, 10, 20, dtype=torch.long)
+    gt[:, 0, 0] = 0  # 199 lesion pixels each
     clean_pred = gt.clone()
     clean_pred[0] = 0
-    clean_pred[0, 0, 0] = 1  # 1 of 50 pixels: clean Dice 2/51, about 0.04
+    clean_pred[0, 5, 5] = 1  # 1 of 199 pixels: clean Dice 2 / (2 + 198) = 0.01
     _, clean = scorer.columns("clean", clean_pred, gt)
+    assert float(clean.dice[0]) == pytest.approx(0.01)
     assert float(clean.dice[0]) < EFFICIENCY_MIN_CLEAN <= float(clean.dice[1])
-    x = torch.zeros(2, 3, 10, 10)
+    x = torch.zeros(2, 3, 10, 20)
     cols = scorer.recovered(x, gt, x, gt, clean_pred, clean, None)
     assert math.isnan(cols["efficiency"][0]) and cols["efficiency"][1] == pytest.approx(1.0)
 
