@@ -34,6 +34,7 @@ def test_shared_arguments_defaults_and_help():
         "seed": 0,
         "batch_size": None,
         "limit": None,
+        "first": None,  # --first N (file order) beside --limit N (seeded random subset)
         "size": None,
         "split": "val",
         "device": "cpu",

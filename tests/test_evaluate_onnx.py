@@ -22,7 +22,18 @@ from segshield.evaluation import EvalConfig, run_evaluation
 from segshield.evaluation.store import ResultStore
 from segshield.models import build_model, save, wrap
 
-DATA = ["--data", "phantom-derm", "--size", "32", "--n", "8", "--split", "all", "--limit", "3"]
+DATA = [
+    "--data",
+    "phantom-derm",
+    "--size",
+    "32",
+    "--n",
+    "8",
+    "--split",
+    "all",
+    "--first",
+    "3",
+]  # file order: samples 0-2 below
 FR = "fr:pd=30,ac=5,gd=60"
 ASMA = "asma:steps=2"
 

@@ -193,7 +193,7 @@ def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, cap
         Image.fromarray(img).save(root / "images" / f"img{i}.png")
         Image.fromarray(m).save(root / "masks" / f"img{i}.png")
     out, cache = tmp_path / "rep", tmp_path / "cache"
-    argv = ["reproduce", "--dataset", "origa", "--root", str(root), "-o", str(out)]
+    argv = ["reproduce", "--data", f"origa:{root}", "--protocol", "quick", "-o", str(out)]
     argv += ["--cache-dir", str(cache), "--model", "small", "--size", "16", "--width", "2"]
     argv += ["--limit", "3", "--batch-size", "2", "--asma", "asma:steps=7"]
     argv += ["--adaptive", "fgsm:eps=0.03", "--defense", "median:k=3", "--dry-run"]

@@ -24,11 +24,14 @@ __all__ = [
     "GRADIENTS",
     "PNG_BITS",
     "PRECISIONS",
+    "PROTOCOLS",
     "REPORT_FORMATS",
     "REPORT_TABLES",
     "REPRODUCE_DATASETS",
     "RESIZE_POLICIES",
+    "REPRODUCE_TARGETS",
     "SPLITS",
+    "SUBSET_ORDERS",
     "SUITES",
     "TABLE_PAD_MODES",
     "TARGET_KINDS",
@@ -43,7 +46,16 @@ PRECISIONS = ("fp32", "bf16")
 #: Padding of the FR table tuner (``segshield.tuning``): edge replication or zeros.
 TABLE_PAD_MODES = ("edge", "zero")
 #: Target-mask kinds of ``segshield.attacks.make_targets``.
-TARGET_KINDS = ("other-gt", "empty", "full", "shift", "scale", "cup-up", "lesion-down")
+TARGET_KINDS = (
+    "other-gt",
+    "empty",
+    "full",
+    "shift",
+    "scale",
+    "cup-up",
+    "lesion-down",
+    "last-gt",
+)
 #: The target spec of an untargeted attack (``segshield attack --target none``).
 UNTARGETED = "none"
 #: Formats of ``segshield.evaluation.format_summary``.
@@ -60,6 +72,12 @@ EXECUTORS = ("local", "ray")
 RESIZE_POLICIES = ("resize", "pad")
 #: ``segshield reproduce --dataset`` names.
 REPRODUCE_DATASETS = ("isic2017", "origa", "paddleseg")
+#: ``segshield reproduce --protocol`` names (``segshield.evaluation.protocols``).
+PROTOCOLS = ("fr-paper", "quick")
+#: ``segshield reproduce --target`` kinds: a seeded derangement, or the last image's mask.
+REPRODUCE_TARGETS = ("other-gt", "last-gt")
+#: How ``--limit`` picks items: a seeded random subset, or the first N (``--first``).
+SUBSET_ORDERS = ("random", "first")
 #: Bit depths of the PNG files ``segshield attack`` writes.
 PNG_BITS = (8, 16)
 #: Attack suites of ``segshield evaluate --suite`` (``segshield.evaluation.suites``).

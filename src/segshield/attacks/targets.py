@@ -4,6 +4,8 @@ Kinds (``list_targets()``):
 
 - ``other-gt``: another image's ground truth, a seeded derangement of the batch (no
   image keeps its own mask), the choice of the ASMA and FR papers.
+- ``last-gt``: the last image's ground truth for every image, as the FR authors' code
+  does; the last image itself takes the one before it (so no image keeps its own).
 - ``empty``: all background (hide the lesion).
 - ``full``: every pixel of class ``cls`` (default 1).
 - ``shift``: the mask moved by ``dx``, ``dy`` pixels (background fills in).
@@ -66,6 +68,17 @@ def _other_gt(masks: torch.Tensor, seed: int) -> torch.Tensor:
             "larger batch or pick targets from the dataset with derangement(len(dataset))"
         )
     return masks[derangement(masks.shape[0], seed).to(masks.device)].clone()
+
+
+def _last_gt(masks: torch.Tensor) -> torch.Tensor:
+    if masks.shape[0] < 2:
+        raise ValueError(
+            "masks: 'last-gt' needs at least 2 masks (the last image takes the one before "
+            "it), got a batch of 1; use a larger batch or the whole data set"
+        )
+    out = masks[-1:].expand_as(masks).clone()
+    out[-1] = masks[-2]
+    return out
 
 
 def _empty(masks: torch.Tensor) -> torch.Tensor:
@@ -136,6 +149,7 @@ TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "scale": lambda m, seed, **kw: _scale(m, **kw),
     "cup-up": lambda m, seed, **kw: _cup_up(m, **kw),
     "lesion-down": lambda m, seed, **kw: _lesion_down(m, **kw),
+    "last-gt": lambda m, seed: _last_gt(m),
 }
 
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -146,6 +160,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "scale": ("factor",),
     "cup-up": ("factor",),
     "lesion-down": ("factor",),
+    "last-gt": (),
 }
 
 
@@ -164,7 +179,8 @@ def make_targets(kind: str, masks: torch.Tensor, *, seed: int = 0, **params) -> 
 
     Args:
         kind: one of ``list_targets()``: ``"other-gt"``, ``"empty"``, ``"full"``,
-            ``"shift"``, ``"scale"``, ``"cup-up"`` (see the module docstring).
+            ``"shift"``, ``"scale"``, ``"cup-up"``, ``"lesion-down"``, ``"last-gt"`` (see the
+            module docstring).
         masks: ``(B, H, W)`` integer ground truth (255 = ignore).
         seed: seed of the ``other-gt`` derangement. Default 0.
         **params: the kind's parameters: ``cls`` (full, default 1), ``dx``/``dy``
@@ -179,7 +195,7 @@ def make_targets(kind: str, masks: torch.Tensor, *, seed: int = 0, **params) -> 
 
     Raises:
         ValueError: unknown kind or parameter (the valid ones are listed), a parameter
-            out of range, or ``other-gt`` on a batch of one.
+            out of range, or ``other-gt``/``last-gt`` on a batch of one.
         TypeError: masks not an integer tensor, or a non-integer pixel shift.
 
     Example:

@@ -34,6 +34,8 @@ __all__ = [
     "add_data",
     "add_device",
     "add_limit",
+    "limit_args",
+    "limit_flag",
     "add_model",
     "add_output",
     "add_seed",
@@ -156,9 +158,42 @@ def add_batch_size(
     p.add_argument("--batch-size", type=int, default=default, help=help + _note(default, shown))
 
 
-def add_limit(p: Parser, help: str = "at most N images") -> None:
-    """``--limit``: at most N items (default: all)."""
-    p.add_argument("--limit", type=int, default=None, help=help)
+def add_limit(p: Parser, help: str = "at most N images", *, first: bool = True) -> None:
+    """``--limit N``: a seeded random subset of N items; ``--first N``: the first N.
+
+    The two exclude each other; :func:`limit_args` reads them. ``first=False`` adds
+    ``--limit`` alone, with the command's own meaning (``demo``: its first N phantoms).
+    """
+    if not first:
+        p.add_argument("--limit", type=int, default=None, help=help)
+        return
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--limit", type=int, default=None, metavar="N", help=help + " (a seeded random subset)"
+    )
+    group.add_argument(
+        "--first", type=int, default=None, metavar="N", help="the first N images in file order"
+    )
+
+
+def limit_args(args: argparse.Namespace) -> tuple[int | None, str | None]:
+    """``(N, "random")`` for ``--limit N``, ``(N, "first")`` for ``--first N``, else
+    ``(None, None)``.
+
+    Example:
+        >>> limit_args(argparse.Namespace(limit=None, first=5))
+        (5, 'first')
+    """
+    if getattr(args, "first", None) is not None:
+        return args.first, "first"
+    if args.limit is not None:
+        return args.limit, "random"
+    return None, None
+
+
+def limit_flag(args: argparse.Namespace) -> str:
+    """The name of the flag that set the subset, for messages (``--first`` or ``--limit``)."""
+    return "--first" if getattr(args, "first", None) is not None else "--limit"
 
 
 def add_size(p: Parser, help: str = "image side (default: the model's input size)") -> None:

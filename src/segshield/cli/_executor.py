@@ -150,27 +150,26 @@ def executor_of(args: argparse.Namespace) -> Any:
     return None if settings.kind == "local" else get_executor(settings)
 
 
-def reproduce_dry_run(args: argparse.Namespace, settings: Any, device: str) -> str:
-    """The text of ``reproduce --dry-run``: the evaluation grid with an untrained model.
+def reproduce_dry_run(args: argparse.Namespace, protocol: Any, spec: str, device: str) -> str:
+    """The text of ``reproduce --dry-run``: the protocol's grid with an untrained model.
 
     The model is built, not trained (the same architecture costs the same per step).
     """
     from pathlib import Path
 
     from segshield.data import load_dataset
-    from segshield.evaluation.demo import REPRODUCE_DATASETS, eval_config
     from segshield.evaluation.estimate import dry_run
+    from segshield.evaluation.reproduce import protocol_eval_config
     from segshield.models import build_model
 
-    spec = f"{REPRODUCE_DATASETS[args.dataset]}:{args.root}"
-    kw = {"size": settings.size, "seed": settings.seed}
-    if settings.n_train is not None:
-        kw["n"] = settings.n_train
+    kw = {"size": protocol.size, "seed": protocol.seed}
+    if protocol.n_train is not None:
+        kw["n"] = protocol.n_train
     val = load_dataset(spec, split="val", **kw)
     k = 1 if val.num_classes == 2 else val.num_classes
-    model = build_model(settings.model, num_classes=k, width=settings.width)
-    label = f"{args.dataset}-{settings.model}-untrained"
-    cfg = eval_config([label], [spec], settings, device)
+    model = build_model(protocol.model, num_classes=k, width=protocol.width)
+    label = f"{protocol.name}-{protocol.model}-untrained"
+    cfg = protocol_eval_config(protocol, label, spec, device)
     results = Path(args.output) / "results"
     text, _ = dry_run(cfg, results, throughput=args.throughput, models={label: model})
     return text

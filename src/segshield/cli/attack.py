@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--eot", type=int, default=1, help="EOT draws per gradient (default 1)")
     p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
     common.add_split(p)
-    common.add_limit(p, "attack only the first N items")
+    common.add_limit(p, "attack N items")
     common.add_batch_size(p)
     common.add_seed(p, help="seed of the split, the targets and the attack")
     common.add_device(p)
@@ -132,10 +132,12 @@ def validate(args: argparse.Namespace) -> None:
     check_choice("--split", args.split, SPLITS)
     if args.size is not None:
         check_number("--size", args.size, low=8, high=8192, integer=True)
-    if args.limit is not None:
-        check_number("--limit", args.limit, low=1, integer=True)
-        if args.limit < 2 and kind == "other-gt":
-            raise ValueError("--limit: --target other-gt needs at least 2 images, got 1")
+    limit, _ = common.limit_args(args)
+    if limit is not None:
+        flag = common.limit_flag(args)
+        check_number(flag, limit, low=1, integer=True)
+        if limit < 2 and kind in ("other-gt", "last-gt"):
+            raise ValueError(f"{flag}: --target {kind} needs at least 2 images, got 1")
     check_number("--batch-size", args.batch_size, low=1, integer=True)
     common.device_arg(args.device)
     out = Path(args.output)
@@ -148,7 +150,7 @@ def validate(args: argparse.Namespace) -> None:
     common.check_writable_folder(out, "-o")
 
 
-def _manifest(args, attack, defense, device, n: int, failed: list[str]) -> dict[str, Any]:
+def _manifest(args, attack, defense, device, ds, failed: list[str]) -> dict[str, Any]:
     """The run's settings and outcome for ``OUTDIR/manifest.json``."""
     import torch
 
@@ -162,7 +164,9 @@ def _manifest(args, attack, defense, device, n: int, failed: list[str]) -> dict[
         "data": args.data,
         "split": args.split,
         "size": args.size,
-        "limit": args.limit,
+        "limit": common.limit_args(args)[0],
+        "subset": common.limit_args(args)[1],
+        "samples": None if common.limit_args(args)[0] is None else list(ds.names),
         "seed": args.seed,
         "attack": attack.spec(),
         "attack_config": attack.config(),
@@ -172,7 +176,7 @@ def _manifest(args, attack, defense, device, n: int, failed: list[str]) -> dict[
         "eot": args.eot,
         "bits": args.bits,
         "device": str(device),
-        "n_items": n,
+        "n_items": len(ds),
         "n_failed": len(failed),
         "failed": failed,
     }
@@ -182,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     """Attack the data set; 0 when every item succeeded to run, 1 if any item failed."""
     from segshield.attacks.target_spec import parse_target
     from segshield.data import load_dataset
+    from segshield.data.subset import take_subset
     from segshield.evaluation.attack_dataset import attack_dataset
     from segshield.models import load
     from segshield.utils.imageio import atomic_write_bytes
@@ -202,12 +207,14 @@ def run(args: argparse.Namespace) -> int:
                 args.defense,
             )
     ds = load_dataset(args.data, size=args.size, split=args.split, seed=args.seed)
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    limit, subset = common.limit_args(args)
+    ds = take_subset(ds, limit, order=subset or "random", seed=args.seed)
+    n = len(ds)
     if n == 0:
         log.error("--data %s split %s has no items", args.data, args.split)
         return 1
-    if tkind == "other-gt" and n < 2:
-        log.error("--target other-gt needs at least 2 items, got %d", n)
+    if tkind in ("other-gt", "last-gt") and n < 2:
+        log.error("--target %s needs at least 2 items, got %d", tkind, n)
         return 1
     failed: list[str] = []
     for problem in getattr(ds, "problems", ()):
@@ -215,11 +222,11 @@ def run(args: argparse.Namespace) -> int:
         failed.append(str(problem))
     done = attack_dataset(
         model, ds, attack, args.output, target=args.target, defense=defense,
-        adaptive=args.adaptive is not None, eot_samples=args.eot, limit=args.limit,
+        adaptive=args.adaptive is not None, eot_samples=args.eot, limit=None,
         batch_size=args.batch_size, seed=args.seed, bits=args.bits, device=device,
     )  # fmt: skip
     failed.extend(done.failed)
-    manifest = _manifest(args, attack, defense, device, n, failed)
+    manifest = _manifest(args, attack, defense, device, ds, failed)
     out = Path(args.output)
     atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
     print(

@@ -11,11 +11,21 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from segshield.cli import _common as common
 
-__all__ = ["add_parser", "validate", "run", "settings_from_args", "print_tables"]
+__all__ = [
+    "add_parser",
+    "validate",
+    "run",
+    "settings_from_args",
+    "print_tables",
+    "add_protocol_arguments",
+    "validate_protocol",
+    "validate_specs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +38,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags shared by ``demo`` and ``reproduce`` (defaults from ``DemoSettings``)."""
+def add_protocol_arguments(p: argparse.ArgumentParser, *, first: bool = False) -> None:
+    """Flags shared by ``demo`` and ``reproduce`` (defaults from ``DemoSettings`` or the
+    protocol); ``first`` adds ``--first N`` beside ``--limit N`` (``reproduce``)."""
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/segshield)")
     common.add_size(p, "image side (demo 64)")
     p.add_argument("--model", help="architecture (demo: unet)")
     p.add_argument("--width", type=int, help="model width (16)")
     p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
-    common.add_limit(p, "evaluated validation samples (demo 8)")
+    if first:
+        common.add_limit(p, "evaluated images, default the protocol's,")
+    else:
+        common.add_limit(p, "evaluated validation samples (demo 8)", first=False)
     common.add_batch_size(p, None, help="evaluation batch size (4)")
     p.add_argument("--asma", help="ASMA spec, e.g. asma:steps=1000,tau=1e-07,beta=1e-06")
     p.add_argument("--adaptive", help="adaptive attack spec (run through each defence)")
@@ -75,19 +89,36 @@ def validate_protocol(args: argparse.Namespace, **base) -> None:
     Raises:
         ValueError: bad settings or specs, or CUDA asked for without a CUDA device.
     """
-    from segshield.attacks import get_attack
-    from segshield.defenses import get_defense
-
     settings = settings_from_args(args, **base)
-    get_attack(settings.asma)
-    get_attack(settings.adaptive)
-    for d in settings.defenses:
-        get_defense(d)
+    validate_specs(settings.asma, settings.adaptive, settings.defenses)
     args._device = str(common.device_arg(args.device))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a folder")
     args._settings = settings
+
+
+def validate_specs(
+    attack: str, adaptive: str, defenses: Sequence[str], model: str | None = None
+) -> None:
+    """Build each attack and defence once (and check the model name) to fail early.
+
+    Raises:
+        ValueError, TypeError: a bad spec (the message lists the valid names or keys).
+    """
+    from segshield.attacks import get_attack
+    from segshield.defenses import get_defense
+
+    get_attack(attack)
+    get_attack(adaptive)
+    for d in defenses:
+        get_defense(d)
+    if model is not None:
+        from segshield._checks import check_choice
+        from segshield.models import list_models
+        from segshield.models.registry import parse_model_spec
+
+        check_choice("--model", parse_model_spec(model)[0], list_models())
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -101,8 +132,10 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def print_tables(summary: list[dict], report: Path) -> None:
-    """Print, per model and dataset, the main table, attack success and the downstream."""
+def print_tables(summary: list[dict], report: Path, columns: Sequence[str] | None = None) -> None:
+    """Print, per model and dataset, the main table, attack success and the downstream.
+
+    ``columns``: the main table's metric columns (default ``MAIN_COLUMNS``)."""
     from segshield.evaluation.summary import format_summary
 
     keys = ("attack", "adaptive", "defense")
@@ -110,7 +143,7 @@ def print_tables(summary: list[dict], report: Path) -> None:
     for model, dataset in pairs:
         rows = [r for r in summary if (r["model"], r["dataset"]) == (model, dataset)]
         print(f"## {dataset} (model {model})\n")
-        print(format_summary(rows, "md", keys=keys))
+        print(format_summary(rows, "md", columns=columns, keys=keys))
         print()
         for r in rows:
             if r["defense"] == "none":

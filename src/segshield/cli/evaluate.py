@@ -49,7 +49,6 @@ _SCALAR_FLAGS = (
     "target",
     "size",
     "split",
-    "limit",
     "n",
     "seed",
     "batch_size",
@@ -140,6 +139,9 @@ def config_from_args(args: argparse.Namespace):
     for name in _SCALAR_FLAGS:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    limit, subset = common.limit_args(args)
+    if limit is not None:
+        overrides.update(limit=limit, subset=subset)
     if args.no_png_roundtrip:
         overrides["png_roundtrip"] = False
     if args.worst_case:

@@ -175,8 +175,9 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise ValueError("--data: expected KIND[:PATH], e.g. phantom-derm or isic:/data/isic")
     check_number("--seed", args.seed, low=0, integer=True)
     check_number("--batch-size", args.batch_size, low=1, integer=True)
-    if args.limit is not None:
-        check_number("--limit", args.limit, low=2, integer=True)
+    limit, _ = common.limit_args(args)
+    if limit is not None:
+        check_number(common.limit_flag(args), limit, low=2, integer=True)
     if args.n is not None:
         from segshield.data import parse_spec
 
@@ -266,14 +267,22 @@ def read_split(args: argparse.Namespace, split: str, model: Any) -> Any:
     Raises:
         ValueError: images of different sizes (pass ``--size``) or fewer than 2 items.
     """
-    from segshield.data.splits import load_split
+    from segshield.data import load_dataset
+    from segshield.data.splits import SplitTensors, stack_split
+    from segshield.data.subset import take_subset
 
     size = args.size
     if size is None:
         size = model.config.get("input_size")
         size = tuple(size) if isinstance(size, list) else size
-    kw = {"size": size, "seed": args.seed, "n": args.n, "limit": args.limit}
-    return load_split(args.data, split, **kw, device=args.device, arg_prefix="--")
+    extra = {} if args.n is None else {"n": args.n}
+    ds = load_dataset(args.data, size=size, split=split, seed=args.seed, **extra)
+    limit, subset = common.limit_args(args)
+    ds = take_subset(ds, limit, order=subset or "random", seed=args.seed)
+    if limit is not None:  # which images: recorded in the run's JSON (input_record)
+        args._samples = {**getattr(args, "_samples", {}), split: list(ds.names)}
+    images, masks = stack_split(ds, split=split, arg_prefix="--")
+    return SplitTensors(images.to(args.device), masks.to(args.device), dict(ds.regions))
 
 
 def load_inputs(args: argparse.Namespace, split: str) -> tuple[Any, Any, Any, Any]:
@@ -292,7 +301,9 @@ def input_record(args: argparse.Namespace, **middle: Any) -> dict[str, Any]:
         "model": str(args.model),
         "data": args.data,
         **middle,
-        "limit": args.limit,
+        "limit": common.limit_args(args)[0],
+        "subset": common.limit_args(args)[1],
+        "samples": getattr(args, "_samples", None),
         "n": args.n,
         "size": args.size,
     }
@@ -308,7 +319,8 @@ def _tune_data(args: argparse.Namespace, model: Any) -> tuple[Any, dict[str, tup
         # One split (e.g. ISIC 2017 validation): two disjoint halves, seeded.
         if val.images.shape[0] < 4:
             raise ValueError(
-                f"--limit: dividing split {args.val_split!r} needs at least 4 images, got "
+                f"{common.limit_flag(args)}: dividing split {args.val_split!r} needs at least 4 "
+                f"images, got "
                 f"{val.images.shape[0]}"
             )
         (val_x, val_m), (held_x, held_m) = divide_split(val.images, val.masks, args.seed)

@@ -5,7 +5,11 @@ Folders under the root are recognised by name (any case): a name containing
 same split word and ``Data`` or ``Input`` holds images, e.g.
 ``ISIC-2017_Training_Data/ISIC_0000000.jpg`` with
 ``ISIC-2017_Training_Part1_GroundTruth/ISIC_0000000_segmentation.png``. Superpixel
-files (``*_superpixels.png``) are ignored.
+files (``*_superpixels.png``) are ignored. ISIC 2018 Task 1 (the layout the FR authors'
+README points to) is read the same way: ``ISIC2018_Task1-2_Training_Input/`` with
+``ISIC2018_Task1_Training_GroundTruth/`` (and ``_Validation_``/``_Test_``); the
+segmentation task's folders (``Part1``/``Task1``) are preferred over the Task 2 and
+Task 3 folders beside them.
 
 Splits: when a Validation or Test folder pair exists, the official folders are the
 splits (``"all"`` = every folder) and asking for an absent one is an error. With only

@@ -43,7 +43,7 @@ from segshield.data.errors import DatasetError, MissingFolderError
 from segshield.data.phantom_derm import Phantom, make_derm_phantom, parse_size
 from segshield.data.phantom_fundus import make_fundus_phantom
 
-__all__ = ["load_dataset", "list_kinds", "parse_spec"]
+__all__ = ["load_dataset", "list_kinds", "kind_classes", "parse_spec"]
 
 log = logging.getLogger("segshield.data")
 
@@ -93,6 +93,21 @@ def list_kinds() -> list[str]:
         True
     """
     return list(_KINDS)
+
+
+def kind_classes(kind: str) -> tuple[str, ...] | None:
+    """The class names of a kind's masks, or ``None`` where they are inferred (``folder``).
+
+    Raises:
+        ValueError: an unknown kind (the valid ones are listed).
+
+    Example:
+        >>> kind_classes("isic"), kind_classes("folder")
+        (('background', 'lesion'), None)
+    """
+    check_choice("kind", kind, _KINDS)
+    classes = _KINDS[kind].classes
+    return None if classes is None else tuple(classes["class_names"])
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:

@@ -105,8 +105,9 @@ def attack_dataset(
     """Attack the first ``limit`` items of a data set; write images and stats to ``out_dir``.
 
     Targets (docs/ALGORITHMS.md §4): ``other-gt`` gives item ``i`` the ground truth of item
-    ``derangement(n, seed)[i]`` (resized to its image); the other kinds transform the
-    item's own mask (:func:`segshield.attacks.make_targets`).
+    ``derangement(n, seed)[i]`` (resized to its image), ``last-gt`` the last item's (the
+    last item the one before it); the other kinds transform the item's own mask
+    (:func:`segshield.attacks.make_targets`).
 
     Args:
         model: segmentation model, ``(B, C, H, W)`` -> logits ``(B, K, H, W)``.
@@ -131,7 +132,7 @@ def attack_dataset(
 
     Raises:
         ValueError: a bad target or number, a target that does not fit the attack,
-            ``adaptive`` without a defence, no item, or ``other-gt`` with one item.
+            ``adaptive`` without a defence, no item, or ``other-gt``/``last-gt`` with one item.
 
     Example:
         >>> attack_dataset(model, load_dataset("phantom-derm", size=64), get_attack("asma"),
@@ -151,10 +152,11 @@ def attack_dataset(
     if n == 0:
         raise ValueError("dataset: no items to attack")
     partner = None
-    if kind == "other-gt":
+    if kind in ("other-gt", "last-gt"):
         if n < 2:
-            raise ValueError(f"target: other-gt needs at least 2 items, got {n}")
-        partner = derangement(n, seed).tolist()
+            raise ValueError(f"target: {kind} needs at least 2 items, got {n}")
+        last = [n - 1] * (n - 1) + [n - 2]  # the last item's mask; the last takes the one before
+        partner = derangement(n, seed).tolist() if kind == "other-gt" else last
     device = resolve_device(device)
     model = model.to(device).eval()
     defense = defense.to(device) if defense is not None else None

@@ -169,7 +169,8 @@ def _loaded(config: EvalConfig, mspec: str, dspec: str) -> tuple[RunState, Any]:
     if key not in _LOADED:
         device = torch.device(config.device)
         defenses, attacks = grid_parts(config, device)
-        run = RunState(config, _RowSink(), set(), device, defenses, attacks, None)
+        # no store in a worker: the driver records the evaluated names and commits rows
+        run = RunState(config, None, set(), device, defenses, attacks, None)
         model, mname, attack_plan = prepare_model(run, mspec)
         ds = load_data(dspec, config, model)
         _LOADED.clear()  # one (model, data set) held per worker

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from segshield._checks import check_choice, check_number
-from segshield.choices import SPLITS
+from segshield.choices import SPLITS, SUBSET_ORDERS
 from segshield.defenses.tables import PAPER_SPEC
 from segshield.evaluation.suites import DEFAULT_EPS, check_eps, suite_specs
 
@@ -33,7 +33,7 @@ __all__ = ["EvalConfig", "load_config", "NO_ATTACK"]
 NO_ATTACK = "none"
 #: Settings added later, left out of :meth:`EvalConfig.digest` at these values, so a folder
 #: written before they existed resumes.
-_LATER_DEFAULTS = {"worst_case": False, "suite": None, "eps": None}
+_LATER_DEFAULTS = {"worst_case": False, "suite": None, "eps": None, "subset": "first"}
 
 
 @dataclass
@@ -59,6 +59,10 @@ class EvalConfig:
         size: image side passed to the loader, or ``None`` for the model's input size.
         split: dataset split, one of ``train, val, test, all``. Default ``"val"``.
         limit: at most this many samples per dataset (>= 1), or ``None`` for all.
+        subset: which ``limit`` samples: ``"first"`` in file order, or ``"random"``, a
+            subset drawn with ``seed`` (the command line's ``--limit``; ``--first`` gives
+            ``"first"``); the chosen names go to the manifest's ``samples``
+            (:mod:`~segshield.evaluation.samples`). Default ``"first"``.
         n: passed to ``load_dataset(n=)``: phantoms: images generated before the split
             (must match the training run so the splits agree); real data: the first
             ``n`` items of the split. ``None``: the loader's default.
@@ -117,6 +121,7 @@ class EvalConfig:
     size: int | None = None
     split: str = "val"
     limit: int | None = None
+    subset: str = "first"
     n: int | None = None
     seed: int = 0
     batch_size: int = 8
@@ -164,6 +169,7 @@ class EvalConfig:
             self.defenses.append("none")
         check_choice("split", self.split, SPLITS)
         check_choice("pairing", self.pairing, ("cross", "zip"))
+        check_choice("subset", self.subset, SUBSET_ORDERS)
         if self.pairing == "zip" and len(self.models) != len(self.datasets):
             raise ValueError(
                 f"pairing: 'zip' needs as many datasets as models, got {len(self.models)} "

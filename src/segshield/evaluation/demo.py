@@ -133,6 +133,7 @@ def cached_model(
     settings: DemoSettings,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
+    init: str | Path | None = None,
 ) -> Path:
     """Train a model on ``data_spec`` once; later calls with the same settings reuse it.
 
@@ -146,6 +147,10 @@ def cached_model(
         settings: sizes, architecture, epochs and seed (:class:`DemoSettings`).
         cache_dir: cache folder. Default :func:`default_cache_dir`.
         device: where to train. Default ``"cpu"``.
+        init: a ``.safetensors`` file of encoder weights loaded before training
+            (:func:`segshield.models.init.load_encoder`; its SHA-256 joins the cache key),
+            or ``None`` to train from scratch. The checkpoint's ``config["encoder_init"]``
+            records which. Default ``None``.
 
     Returns:
         The checkpoint path (``.safetensors``).
@@ -159,6 +164,7 @@ def cached_model(
     from segshield import __version__
     from segshield.data import load_dataset
     from segshield.models import build_model
+    from segshield.models.init import file_digest, load_encoder
     from segshield.training import train_segmentation
     from segshield.utils.seed import seed_everything
 
@@ -172,6 +178,8 @@ def cached_model(
         "seed": settings.seed,
         "version": __version__,
     }
+    if init is not None:
+        keyed["init"] = file_digest(init)
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     kind = data_spec.partition(":")[0]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -194,6 +202,7 @@ def cached_model(
         class_names=list(train.class_names),
         width=settings.width,
     )
+    model.config["encoder_init"] = "scratch" if init is None else load_encoder(model, init)
     log.info(
         "training %s on %s (%d images, %d epochs)",
         settings.model,

@@ -13,14 +13,13 @@ defence. Rows go to a :class:`~segshield.evaluation.store.ResultStore` in one at
 transaction per (batch, attack[, defence]); a killed run re-run with the same
 configuration skips every finished row.
 
-A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript;
-:func:`load_model`) is evaluated like a checkpoint. A model without gradients (ONNX)
-is not attacked (one warning; the manifest's ``skipped_attacks``); its clean and benign
-scores go under attack ``none``, as for any model when ``config.attacks`` holds it. An
-adaptive attack that cannot run through a defence (DCT-PGD through one without a
-table) is skipped there, with a warning. With ``config.worst_case`` the worst case per
-sample (:func:`~segshield.evaluation.worst_case.worst_case_rows`) is derived from the
-stored rows after each (model, dataset) and committed in one transaction.
+A model file that :func:`segshield.models.wrap` reads (ONNX, TorchScript) is evaluated
+like a checkpoint. A model without gradients (ONNX) is not attacked (one warning; the
+manifest's ``skipped_attacks``); its clean and benign scores go under attack ``none``,
+as for any model when ``config.attacks`` holds it. An adaptive attack that cannot run
+through a defence (DCT-PGD through one without a table) is skipped there, with a
+warning. With ``config.worst_case`` the worst case per sample (``worst_case_rows``) is
+derived from the stored rows after each (model, dataset), in one transaction.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from segshield.evaluation.model_specs import (
     load_model,
     model_label,
 )
+from segshield.evaluation.samples import evaluated_items
 from segshield.evaluation.scoring import (
     ClassificationScorer,
     SegmentationScorer,
@@ -265,12 +265,12 @@ def build_pair(
     from segshield.attacks import make_targets
 
     config = run.config
-    n = len(ds) if config.limit is None else min(len(ds), config.limit)
+    ds = evaluated_items(ds, config, run.store, dataset_label(dspec))
     scorer = SegmentationScorer(dict(ds.regions), config.downstream, config.glaucoma_threshold)
-    names = [str(ds[i]["name"]) for i in range(n)]
+    names = [str(ds[i]["name"]) for i in range(len(ds))]
     targets = None
     if config.target is not None:
-        masks_all = torch.stack([torch.as_tensor(ds[i]["mask"]) for i in range(n)]).long()
+        masks_all = torch.stack([torch.as_tensor(ds[i]["mask"]) for i in range(len(ds))]).long()
         targets = make_targets(config.target, masks_all, seed=config.seed)
         check_masks(targets, "target masks", like=masks_all)
     cannot = cannot_run(plan[0], run.defenses)
@@ -442,8 +442,8 @@ def _evaluate_classifier(run: RunState, cspec: str, datasets: Mapping[str, Any])
     cname = model_label(cspec)
     for dspec in config.datasets:
         ds = datasets[dspec] if dspec in datasets else load_data(dspec, config, model)
-        task, dname = label_task(model, ds, None), dataset_label(dspec)
-        n = len(ds) if config.limit is None else min(len(ds), config.limit)
+        ds = evaluated_items(ds, config, run.store, dataset_label(dspec))
+        task, dname, n = label_task(model, ds, None), dataset_label(dspec), len(ds)
         names = [str(ds[i]["name"]) for i in range(n)]
         starts = range(0, n, config.batch_size)
         jobs = [(a, ad, s) for ad in modes for a in config.classifier_attacks for s in starts]

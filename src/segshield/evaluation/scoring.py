@@ -27,6 +27,7 @@ from segshield.metrics import logits_to_mask, psnr, region_scores, ssim
 from segshield.training.classify import predict_labels
 
 __all__ = [
+    "EFFICIENCY_MIN_CLEAN",
     "SegmentationScorer",
     "ClassificationScorer",
     "Scores",
@@ -39,6 +40,11 @@ __all__ = [
 
 Columns = dict[str, list[float]]
 log = logging.getLogger(__name__)
+
+#: A sample's efficiency (recovered Dice / clean Dice) is recorded only where its clean
+#: Dice is at least this (NaN below it): near zero the ratio explodes and says nothing.
+#: Summaries report the ratio of the means instead (docs/ALGORITHMS.md §5).
+EFFICIENCY_MIN_CLEAN = 0.5
 
 
 def put(cols: Columns, name: str, values: torch.Tensor | Sequence[float]) -> None:
@@ -215,7 +221,8 @@ class SegmentationScorer:
         put(cols, "recovered_clean_dice", self.scores(rec_pred, clean_pred).dice)
         if target is not None:
             put(cols, "recovered_target_iou", self.scores(rec_pred, target).iou)
-        eff = torch.where(clean.dice > 0, rec.dice / clean.dice.clamp_min(1e-12), math.nan)
+        meaningful = clean.dice >= EFFICIENCY_MIN_CLEAN
+        eff = torch.where(meaningful, rec.dice / clean.dice.clamp_min(1e-12), math.nan)
         put(cols, "efficiency", eff)
         put(cols, "recovered_psnr", psnr(rec_img, x))
         put(cols, "recovered_ssim", ssim_or_nan(rec_img, x))

@@ -5,6 +5,13 @@ its mean over the non-NaN samples (docs/ALGORITHMS.md §5: NaN scores, e.g. empt
 non-empty prediction, are flagged and counted, never folded into a mean), the sample
 standard deviation (``std``, NaN with fewer than two values) and the count of NaN
 samples (``nan``). Values keep full precision; rounding happens only in renderers.
+Three columns are derived from the group rather than averaged (:func:`derived_columns`):
+``efficiency`` is the ratio of the means, mean recovered Dice / mean clean Dice over the
+samples that have both (``efficiency_iou`` likewise for IoU, the FR paper's metric), so
+a sample with a clean Dice near zero cannot blow it up (``efficiency_std`` and
+``efficiency_nan`` describe the per-sample ratios, which are NaN below
+``scoring.EFFICIENCY_MIN_CLEAN``); ``attack_success_rate`` is the share of samples whose
+attacked prediction reaches IoU >= 0.5 with the target.
 :func:`run_notes` says, from the manifest, what the rows cannot: which models are defended
 files (``segshield export``) and which attacks did not run on which model.
 """
@@ -23,6 +30,8 @@ from segshield.evaluation.config import NO_ATTACK
 from segshield.evaluation.store import TEXT_COLUMNS
 
 __all__ = [
+    "SUCCESS_TARGET_IOU",
+    "derived_columns",
     "GROUP_COLUMNS",
     "MAIN_COLUMNS",
     "summarize",
@@ -44,6 +53,62 @@ MAIN_COLUMNS = (
     "linf",
 )
 _NOT_METRICS = {"sample", *GROUP_COLUMNS, *TEXT_COLUMNS}
+#: A targeted attack succeeds on a sample when its attacked prediction's IoU with the
+#: target reaches this (docs/ALGORITHMS.md §5).
+SUCCESS_TARGET_IOU = 0.5
+
+
+def _ratio_of_means(members: list[dict[str, Any]], num: str, den: str) -> float:
+    """mean(num) / mean(den) over the members where both are numbers (NaN if none or 0)."""
+    pairs = [
+        (float(r[num]), float(r[den]))
+        for r in members
+        if r.get(num) is not None
+        and r.get(den) is not None
+        and not math.isnan(float(r[num]))
+        and not math.isnan(float(r[den]))
+    ]
+    den_sum = math.fsum(d for _, d in pairs)
+    if not pairs or den_sum <= 0:
+        return math.nan
+    return math.fsum(n for n, _ in pairs) / den_sum
+
+
+def derived_columns(members: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Columns of one group computed from its rows rather than averaged per sample.
+
+    ``efficiency`` = mean recovered Dice / mean clean Dice and ``efficiency_iou`` =
+    mean recovered IoU / mean clean IoU, both over the samples where the two scores are
+    numbers (NaN when there is none or the clean mean is 0); ``attack_success_rate`` =
+    the share of samples with ``attack_target_iou >= SUCCESS_TARGET_IOU`` (a NaN target
+    IoU counts as a failure). The efficiencies replace the per-sample ``efficiency``
+    column the harness writes and are left out for rows without it, as the success
+    rate is for rows without ``attack_target_iou``.
+
+    Example:
+        >>> rows = [dict(clean_dice=0.01, recovered_dice=0.9, attack_target_iou=0.7),
+        ...         dict(clean_dice=0.99, recovered_dice=0.1, attack_target_iou=0.2)]
+        >>> rows[0]["efficiency"], rows[1]["efficiency"] = float("nan"), 0.1
+        >>> d = derived_columns(rows)
+        >>> round(d["efficiency"], 3), d["attack_success_rate"]
+        (1.0, 0.5)
+    """
+    members = list(members)
+    out: dict[str, float] = {}
+    for name, num, den in (
+        ("efficiency", "recovered_dice", "clean_dice"),
+        ("efficiency_iou", "recovered_iou", "clean_iou"),
+    ):
+        if any("efficiency" in r and num in r and den in r for r in members):
+            out[name] = _ratio_of_means(members, num, den)
+    if any("attack_target_iou" in r for r in members):
+        hits = [
+            r.get("attack_target_iou") is not None
+            and float(r["attack_target_iou"]) >= SUCCESS_TARGET_IOU
+            for r in members
+        ]
+        out["attack_success_rate"] = sum(hits) / len(hits)
+    return out
 
 
 def _mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -100,6 +165,7 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [float(r[m]) if r.get(m) is not None else math.nan for r in members]
             stats[m] = _mean_std(values)
         summary.update({m: s[0] for m, s in stats.items()})
+        summary.update(derived_columns(members))
         summary.update({f"{m}_std": s[1] for m, s in stats.items()})
         summary.update({f"{m}_nan": s[2] for m, s in stats.items()})
         out.append(summary)
