@@ -15,6 +15,13 @@ says which) and its clean and benign scores are stored under attack ``none``;
 ``worst_attack``. ``--suite standard`` runs ASMA, PGD, APGD-CE, APGD-BMCE and CosPGD on the
 bare model and DCT-PGD through each defence, at the L-inf budget ``--eps`` (default
 8/255), and reports the worst case.
+
+``--attack``/``--adaptive`` (and the config file's lists) take sweeps:
+``pgd:eps={1,2,4,8,16}/255`` is five attacks, each stored under its own spec; several
+groups in one spec are zipped (``asma:tau={1,10}e-7,beta={1,10}e-6``). ``segshield report
+RESULTS --curves`` shows the curves. ``--attack-precision bf16``, ``--channels-last`` and
+``--compile`` make the attacks faster on a GPU (the scores stay float32; float32 is the
+published algorithm and the default).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from segshield.choices import SUITES
 from segshield.cli import _common as common
+from segshield.cli._speed import add_attack_speed, check_attack_speed
 
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
 
@@ -52,6 +60,7 @@ _SCALAR_FLAGS = (
     "device",
     "suite",
     "eps",
+    "attack_precision",
 )
 
 
@@ -104,6 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "adaptive) at --eps and report the worst case; --attack/--adaptive add to it",
     )
     p.add_argument("--eps", help="L-inf budget of --suite, e.g. 4/255 (default 8/255)")
+    add_attack_speed(p)
     common.add_size(p)
     common.add_split(p, None, shown="val")
     common.add_limit(p, "at most N samples per dataset")
@@ -135,8 +145,9 @@ def config_from_args(args: argparse.Namespace):
             overrides[name] = getattr(args, name)
     if args.no_png_roundtrip:
         overrides["png_roundtrip"] = False
-    if args.worst_case:
-        overrides["worst_case"] = True
+    for flag in ("worst_case", "channels_last", "compile"):
+        if getattr(args, flag):
+            overrides[flag] = True
     if args.untargeted:
         if args.target is not None:
             raise ValueError("--untargeted: cannot be combined with --target")
@@ -230,6 +241,7 @@ def validate(args: argparse.Namespace) -> None:
     for spec in cfg.defenses:
         get_defense(spec)
     cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
+    check_attack_speed(cfg.attack_precision, cfg.channels_last, cfg.compile, cfg.device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")

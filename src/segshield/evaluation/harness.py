@@ -219,7 +219,6 @@ def run_evaluation(
         >>> cfg = EvalConfig(models=["demo.safetensors"], datasets=["phantom-derm"], limit=4)
         >>> store = run_evaluation(cfg, "results/")  # doctest: +SKIP
     """
-    from segshield.attacks import get_attack
     from segshield.defenses import get_defense
 
     device = torch.device(config.device)
@@ -227,8 +226,7 @@ def run_evaluation(
     if store.start_run(config.to_dict(), config.digest(), config.seed):
         log.info("resuming %s: %d finished rows kept", output, len(store))
     defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
-    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
-    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
+    attacks = config.attack_list()  # the speed options applied (attacks.precision)
     store.update_manifest(
         defenses={s: d.spec() for s, d in defenses.items()},
         adaptive_attacks=list(config.adaptive),
