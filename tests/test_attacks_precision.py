@@ -212,3 +212,38 @@ def test_speed_benchmark_runs_on_the_cpu_with_a_tiny_setting(capsys):
     assert rows[0][2] == 1.0 and rows[0][4] == 0.0 and rows[0][6] == 0.0
     assert all(r[1] > 0 and 0 <= r[3] <= 1 and 0 <= r[5] <= 1 for r in rows)
     assert capsys.readouterr().out.count("| fp32 |") == 1
+
+
+def test_attack_cli_takes_the_speed_flags(tmp_path):
+    import csv
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from segshield.cli.main import main
+    from segshield.models import save
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            data / "images" / f"img{i}.png"
+        )
+        m = np.zeros((16, 16), np.uint8)
+        m[2 + i : 9 + i, 3:10] = 255
+        Image.fromarray(m).save(data / "masks" / f"img{i}.png")
+    save(build_model("small", width=4), tmp_path / "m")
+    args = [
+        "-q", "attack", "--model", str(tmp_path / "m"), "--data", f"folder:{data}",
+        "--split", "all", "--attack", "pgd:eps=4/255,steps=2", "--attack-precision", "bf16",
+        "--channels-last", "-o", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["attack_precision"] == "bf16" and man["channels_last"] and not man["compile"]
+    assert man["attack"].startswith("pgd:eps=0.0156")
+    rows = list(csv.DictReader((tmp_path / "out" / "stats.csv").open()))
+    assert len(rows) == 2 and all(float(r["linf"]) <= 4 / 255 + 1e-6 for r in rows)

@@ -263,7 +263,8 @@ class FastAttack:
 
     def __call__(self, model, images, masks=None, target_masks=None):
         """Run the attack on ``model`` wrapped by :func:`fast_forward`; see ``Attack``."""
-        if not self._warned and self.speed["precision"] == "bf16" and images.device.type == "cpu":
+        on_cpu = getattr(getattr(images, "device", None), "type", None) == "cpu"
+        if not self._warned and self.speed["precision"] == "bf16" and on_cpu:
             log.warning(
                 "%s: bf16 on a CPU runs the model under bfloat16 autocast, which is usually "
                 "slower than float32 unless the CPU has bfloat16 instructions; results "

@@ -111,8 +111,8 @@ class EvalConfig:
             ``"4/255"`` (only with ``suite``). Default ``8/255``.
         attack_precision: arithmetic of the model inside the attacks: ``"fp32"`` (the
             published algorithm) or ``"bf16"`` (autocast;
-            :func:`segshield.attacks.precision.fast_forward`). Scoring stays float32.
-            Default ``"fp32"``.
+            :func:`segshield.attacks.precision.fast_forward`). Scoring stays float32;
+            the classifier attacks always run float32. Default ``"fp32"``.
         channels_last: run the attacks' model passes channels-last (a copy of the
             model's weights). Default ``False``.
         compile: ``torch.compile`` the model inside the attacks. Default ``False``.
