@@ -62,7 +62,8 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
     defences = list(dict.fromkeys(str(line["defense"]) for line in lines))
     cmap = matplotlib.colormaps["tab10"]
     colours = {d: cmap(i % 10) for i, d in enumerate(defences)}
-    fig = new_figure(9.0, 7.0, layout="constrained")
+    rows = math.ceil(len({(str(ln["defense"]), ln["adaptive"]) for ln in lines}) / 2)
+    fig = new_figure(8.0, 6.6 + 0.2 * rows, layout="constrained")
     handles: dict[str, Any] = {}
     with _style():
         axes = fig.subplots(2, 2)
@@ -88,5 +89,10 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
             ax.set_ylabel(ylabel)
             ax.set_ylim(-0.02, 1.02)
         fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper")
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=min(len(handles), 2),
+        )
     return fig
