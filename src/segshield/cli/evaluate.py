@@ -79,13 +79,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--attack",
         action="append",
-        help="attack spec, e.g. asma:steps=200, or none: clean and benign scores only",
+        help="attack spec, e.g. asma:steps=200; a sweep pgd:eps={1,2,4}/255 (one attack per "
+        "value); or none: clean and benign scores only (repeatable)",
     )
     p.add_argument(
         "--adaptive",
         action="append",
         metavar="ATTACK",
-        help="attack spec run through each defence (BPDA/EOT; repeatable)",
+        help="attack spec (or sweep) run through each defence (BPDA/EOT; repeatable)",
     )
     p.add_argument(
         "--defense",
