@@ -174,7 +174,9 @@ def curve_section(
         "<h2>Robustness curves</h2><p>Per attack sweep: recovered Dice and the attack's "
         "target IoU (bare model) against the achieved mean L-inf and L2 of the adversarial "
         "images; one line per defence, dashed where the attack ran through the defence "
-        "(adaptive). Points are means over the samples.</p>"
+        "(adaptive). Points are means over the samples. A non-adaptive attack is computed "
+        "once on the bare model, so its target IoU is the same for every defence (the "
+        "lines lie on each other).</p>"
     ]
     figs: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for p in points:
