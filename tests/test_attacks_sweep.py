@@ -100,26 +100,20 @@ def test_config_file_takes_sweeps(tmp_path):
     assert load_config(path).attacks == ["asma:tau=1e-7,beta=1e-6", "asma:tau=10e-7,beta=10e-6"]
 
 
-def test_cli_errors_on_a_bad_sweep_before_work(tmp_path, capsys):
+def _usage_error(command: str, spec: str, tmp_path) -> None:
+    """Run a command with ``--attack spec``; it must stop with a usage error (exit 2)."""
+    argv = [command, "--model", str(tmp_path / "m"), "--data", "phantom-derm"]
     with pytest.raises(SystemExit) as info:
-        main(
-        [
-            "evaluate", "--model", str(tmp_path / "m"), "--data", "phantom-derm",
-            "--attack", "pgd:eps={1,2}/255,alpha={1,2,3}/255", "-o", str(tmp_path / "out"),
-        ]
-    )  # fmt: skip
+        main([*argv, "--attack", spec, "-o", str(tmp_path / "out")])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "same number of values" in err and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_errors_on_a_bad_sweep_before_work(tmp_path, capsys):
+    _usage_error("evaluate", "pgd:eps={1,2}/255,alpha={1,2,3}/255", tmp_path)
+    assert "same number of values" in capsys.readouterr().err
 
 
 def test_segshield_attack_refuses_a_sweep(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(
-        [
-            "attack", "--model", str(tmp_path / "m"), "--data", "phantom-derm",
-            "--attack", "pgd:eps={1,2}/255", "-o", str(tmp_path / "out"),
-        ]
-    )  # fmt: skip
-    assert info.value.code == 2
+    _usage_error("attack", "pgd:eps={1,2}/255", tmp_path)
     assert "segshield evaluate" in capsys.readouterr().err

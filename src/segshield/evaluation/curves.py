@@ -17,13 +17,13 @@ comparisons as separate sweeps with different key sets, or read the JSON points.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from segshield._spec import split_spec
 from segshield.evaluation.config import NO_ATTACK
+from segshield.evaluation.summary import format_summary
 from segshield.evaluation.worst_case import WORST_CASE
 
 __all__ = ["CURVE_KEYS", "attack_families", "curve_points", "curve_section", "curves_json"]
@@ -127,14 +127,11 @@ def curves_json(points: Iterable[Mapping[str, Any]]) -> str:
     """The points as a JSON list (NaN written as ``null``, as the summary's JSON does).
 
     Example:
-        >>> print(curves_json([{"attack": "pgd:eps=1/255", "linf": float("nan")}]))
-        [{"attack": "pgd:eps=1/255", "linf": null}]
+        >>> import json
+        >>> json.loads(curves_json([{"attack": "pgd:eps=1/255", "linf": float("nan")}]))
+        [{'attack': 'pgd:eps=1/255', 'linf': None}]
     """
-    clean = [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in p.items()}
-        for p in points
-    ]
-    return json.dumps(clean)
+    return format_summary(list(points), "json")
 
 
 def _lines(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
