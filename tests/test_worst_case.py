@@ -237,12 +237,13 @@ def test_interrupted_runs_resume_without_duplicates(tmp_path, tiny, monkeypatch)
 
 
 def test_folder_without_the_column_opens_and_resumes(tmp_path, tiny):
-    """A folder written before ``worst_case``/``suite``/``eps`` existed resumes."""
+    """A folder written before ``worst_case``/``suite``/``eps`` (and the attack speed
+    settings) existed resumes."""
     out = tmp_path / "old"
     cfg = _config(worst_case=False, attacks=["fgsm"])
     run_evaluation(cfg, out, models={"tiny": tiny}).close()
     manifest = json.loads((out / "manifest.json").read_text())
-    later = ("worst_case", "suite", "eps", "subset")  # settings the older version lacked
+    later = ("worst_case", "suite", "eps", "subset", "attack_precision", "channels_last", "compile")
     old = {k: v for k, v in manifest["config"].items() if k not in later}
     manifest["config"] = old  # as the older version wrote it, with its digest
     text = json.dumps(old, sort_keys=True)

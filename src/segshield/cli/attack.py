@@ -12,6 +12,8 @@ version), all atomically. Statistics are measured on the float adversarial image
 before quantisation. With ``--defense`` the rows also hold the defended model's IoUs on
 the adversarial images; without ``--adaptive`` the attack does not see the defence (a
 non-adaptive evaluation, which is incomplete on its own: docs/ALGORITHMS.md §4).
+``--attack-precision bf16``, ``--channels-last`` and ``--compile`` run the attack's model
+passes faster on a GPU (:mod:`segshield.attacks.precision`; float32 is the default).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from segshield.choices import ADAPTIVE_GRADIENTS, PNG_BITS, SPLITS, UNTARGETED
 from segshield.cli import _common as common
+from segshield.cli._speed import add_attack_speed, check_attack_speed
 
 log = logging.getLogger("segshield.cli.attack")
 
@@ -58,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     common.add_batch_size(p)
     common.add_seed(p, help="seed of the split, the targets and the attack")
     common.add_device(p)
+    add_attack_speed(p)
     p.add_argument("--bits", type=int, choices=PNG_BITS, default=8, help="PNG bit depth")
     common.add_output(p)
     return p
@@ -79,7 +83,13 @@ def _defense_spec(spec: str, adaptive: str | None) -> str:
 def _build_attack(spec: str, seed: int):
     """The attack of ``--attack``; ``--seed`` seeds it unless the spec sets ``seed``."""
     from segshield.attacks import get_attack, list_attacks, parse_spec
+    from segshield.attacks.sweep import is_sweep
 
+    if is_sweep(spec):
+        raise ValueError(
+            f"{spec!r} is a sweep (one attack per value); segshield attack runs one attack: "
+            "give one value, or run the sweep with segshield evaluate --attack"
+        )
     name, params = parse_spec(spec)
     if "seed" in list_attacks().get(name, ()) and "seed" not in params:
         spec = spec + ("," if ":" in spec else ":") + f"seed={seed}"
@@ -139,7 +149,8 @@ def validate(args: argparse.Namespace) -> None:
         if limit < 2 and kind in ("other-gt", "last-gt"):
             raise ValueError(f"{flag}: --target {kind} needs at least 2 images, got 1")
     check_number("--batch-size", args.batch_size, low=1, integer=True)
-    common.device_arg(args.device)
+    device = common.device_arg(args.device)
+    check_attack_speed(args.attack_precision or "fp32", args.channels_last, args.compile, device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o: {out} exists and is not a folder")
@@ -176,6 +187,9 @@ def _manifest(args, attack, defense, device, ds, failed: list[str]) -> dict[str,
         "eot": args.eot,
         "bits": args.bits,
         "device": str(device),
+        "attack_precision": args.attack_precision or "fp32",
+        "channels_last": args.channels_last,
+        "compile": args.compile,
         "n_items": len(ds),
         "n_failed": len(failed),
         "failed": failed,
@@ -184,6 +198,7 @@ def _manifest(args, attack, defense, device, ds, failed: list[str]) -> dict[str,
 
 def run(args: argparse.Namespace) -> int:
     """Attack the data set; 0 when every item succeeded to run, 1 if any item failed."""
+    from segshield.attacks.precision import fast_attack
     from segshield.attacks.target_spec import parse_target
     from segshield.data import load_dataset
     from segshield.data.subset import take_subset
@@ -194,7 +209,12 @@ def run(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     device = common.device_arg(args.device)
-    attack = _build_attack(args.attack, args.seed)
+    attack = fast_attack(
+        _build_attack(args.attack, args.seed),
+        args.attack_precision or "fp32",
+        args.channels_last,
+        args.compile,
+    )
     tkind, _ = parse_target(args.target, "--target")
     model = load(args.model, map_location=device).eval()
     defense = _build_defense(args)

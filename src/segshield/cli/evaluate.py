@@ -20,6 +20,13 @@ bare model and DCT-PGD through each defence, at the L-inf budget ``--eps`` (defa
 as tasks on a Ray cluster (``segshield[ray]``; docs/CLUSTER.md); the results folder
 stays with this process, the only one that writes it. ``--dry-run`` prints the grid
 and its estimated device-hours and computes nothing.
+
+``--attack``/``--adaptive`` (and the config file's lists) take sweeps:
+``pgd:eps={1,2,4,8,16}/255`` is five attacks, each stored under its own spec; several
+groups in one spec are zipped (``asma:tau={1,10}e-7,beta={1,10}e-6``). ``segshield report
+RESULTS --curves`` shows the curves. ``--attack-precision bf16``, ``--channels-last`` and
+``--compile`` make the attacks faster on a GPU (the scores stay float32; float32 is the
+published algorithm and the default).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 from segshield.choices import SUITES
 from segshield.cli import _common as common
 from segshield.cli import _executor
+from segshield.cli._speed import add_attack_speed, check_attack_speed
 
 __all__ = ["add_parser", "validate", "run", "config_from_args", "check_model_paths"]
 
@@ -57,6 +65,7 @@ _SCALAR_FLAGS = (
     "device",
     "suite",
     "eps",
+    "attack_precision",
 )
 
 
@@ -75,13 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--attack",
         action="append",
-        help="attack spec, e.g. asma:steps=200, or none: clean and benign scores only",
+        help="attack spec, e.g. asma:steps=200; a sweep pgd:eps={1,2,4}/255 (one attack per "
+        "value); or none: clean and benign scores only (repeatable)",
     )
     p.add_argument(
         "--adaptive",
         action="append",
         metavar="ATTACK",
-        help="attack spec run through each defence (BPDA/EOT; repeatable)",
+        help="attack spec (or sweep) run through each defence (BPDA/EOT; repeatable)",
     )
     p.add_argument(
         "--defense",
@@ -109,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "adaptive) at --eps and report the worst case; --attack/--adaptive add to it",
     )
     p.add_argument("--eps", help="L-inf budget of --suite, e.g. 4/255 (default 8/255)")
+    add_attack_speed(p)
     common.add_size(p)
     common.add_split(p, None, shown="val")
     common.add_limit(p, "at most N samples per dataset")
@@ -144,8 +155,9 @@ def config_from_args(args: argparse.Namespace):
         overrides.update(limit=limit, subset=subset)
     if args.no_png_roundtrip:
         overrides["png_roundtrip"] = False
-    if args.worst_case:
-        overrides["worst_case"] = True
+    for flag in ("worst_case", "channels_last", "compile"):
+        if getattr(args, flag):
+            overrides[flag] = True
     if args.untargeted:
         if args.target is not None:
             raise ValueError("--untargeted: cannot be combined with --target")
@@ -238,8 +250,12 @@ def validate(args: argparse.Namespace) -> None:
         get_attack(spec)
     for spec in cfg.defenses:
         get_defense(spec)
-    if _executor.check_ray_device(args, cfg.device, cfg.classifiers):
+    here = _executor.check_ray_device(args, cfg.device, cfg.classifiers)
+    if here:
         cfg.device = str(common.device_arg(cfg.device))  # "auto" -> the device it names here
+    # on Ray the workers resolve the device: the speed settings are checked alone here
+    speed_device = cfg.device if here else None
+    check_attack_speed(cfg.attack_precision, cfg.channels_last, cfg.compile, speed_device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file; expected a results folder")

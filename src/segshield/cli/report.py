@@ -2,7 +2,10 @@
 
 ``-o report.html`` writes one self-contained HTML file (images embedded) and each of
 its figures as PDF and PNG in ``report_figures/``; ``--format md|csv|json`` prints the
-summary rows (full precision for csv and json).
+summary rows (full precision for csv and json). ``--format json --curves`` prints the
+robustness-curve points of the run's attack sweeps instead (a JSON list; each point:
+model, dataset, attack, defense, adaptive, linf, l2, recovered_dice, attack_target_iou,
+and the sweep's family and n; :func:`segshield.evaluation.curves.curve_points`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=REPORT_TABLES,
         default="results",
         help="summary printed by --format: segmentation results or classifier rows",
+    )
+    p.add_argument(
+        "--curves",
+        action="store_true",
+        help="with --format json: print the curve points of the attack sweeps (a JSON list)",
     )
     p.add_argument("--examples", type=int, default=12, help="example panels in the HTML (12)")
     p.add_argument("--title", default="segshield report", help="HTML page title")
@@ -73,6 +81,11 @@ def validate(args: argparse.Namespace) -> None:
     if args.output is None and args.format is None:
         raise ValueError("expected -o report.html and/or --format md|csv|json")
     check_number("--examples", args.examples, low=0, integer=True)
+    if args.curves and (args.format != "json" or args.table != "results"):
+        raise ValueError(
+            "--curves: prints the curve points of the segmentation results as JSON; "
+            f"use --format json (got --format {args.format}, --table {args.table})"
+        )
     for flag, files in (("--analysis", args.analysis), ("--tuning", args.tuning)):
         for f in files:
             if not Path(f).is_file():
@@ -93,6 +106,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the HTML and/or print the summary; 0 on success."""
+    from segshield.evaluation.curves import curve_points, curves_json
     from segshield.evaluation.report import CLASSIFIER_COLUMNS, render_report
     from segshield.evaluation.store import ResultStore
     from segshield.evaluation.summary import format_summary, summarize
@@ -101,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
         if args.format is not None:
             summary = summarize(store.rows(args.table))
             columns = CLASSIFIER_COLUMNS if args.table == "classifier" else None
-            print(format_summary(summary, args.format, columns=columns))
+            if args.curves:
+                print(curves_json(curve_points(summary)))
+            else:
+                print(format_summary(summary, args.format, columns=columns))
         if args.output is not None:
             path = render_report(
                 store,

@@ -11,6 +11,10 @@ attacks are skipped on it (the harness logs one warning and records them in the 
 ``worst_case`` adds, per sample, the worst case over the attacks run
 (:mod:`~segshield.evaluation.worst_case`); ``suite`` runs a named attack suite
 (:mod:`~segshield.evaluation.suites`) at the budget ``eps`` and turns the worst case on.
+A spec in ``attacks`` or ``adaptive`` may be a sweep, ``pgd:eps={1,2,4,8,16}/255``
+(:mod:`segshield.attacks.sweep`): it stands for one attack per value, each stored under
+its expanded spec. ``attack_precision``, ``channels_last`` and ``compile`` choose faster
+attack arithmetic (:mod:`segshield.attacks.precision`); float32 is the default.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from segshield._checks import check_choice, check_number
-from segshield.choices import SPLITS, SUBSET_ORDERS
+from segshield.attacks.sweep import expand_sweeps
+from segshield.choices import PRECISIONS, SPLITS, SUBSET_ORDERS
 from segshield.defenses.tables import PAPER_SPEC
 from segshield.evaluation.suites import DEFAULT_EPS, check_eps, suite_specs
 
@@ -33,7 +38,15 @@ __all__ = ["EvalConfig", "load_config", "NO_ATTACK"]
 NO_ATTACK = "none"
 #: Settings added later, left out of :meth:`EvalConfig.digest` at these values, so a folder
 #: written before they existed resumes.
-_LATER_DEFAULTS = {"worst_case": False, "suite": None, "eps": None, "subset": "first"}
+_LATER_DEFAULTS = {
+    "worst_case": False,
+    "suite": None,
+    "eps": None,
+    "attack_precision": "fp32",
+    "channels_last": False,
+    "compile": False,
+    "subset": "first",
+}
 
 
 @dataclass
@@ -48,9 +61,11 @@ class EvalConfig:
         attacks: attack specs for ``segshield.attacks.get_attack`` run on the bare
             model, and/or ``none`` (:data:`NO_ATTACK`: clean and benign rows only).
             Default ``["asma"]`` (none with a ``suite``: its attacks). Models without
-            gradients skip every attack and get the ``none`` rows.
+            gradients skip every attack and get the ``none`` rows. A sweep
+            (``pgd:eps={1,2,4}/255``, :func:`segshield.attacks.sweep.expand_sweep`) is
+            expanded here into one spec per value.
         adaptive: attack specs run through each defence (adaptive attacks; ``none`` is
-            not one). Default none.
+            not one; sweeps expanded as in ``attacks``). Default none.
         defenses: defence specs for ``segshield.defenses.get_defense``; ``none``
             (no defence, identity) is always added. Default the paper's FR table.
         target: target-mask kind for ``segshield.attacks.make_targets`` (the papers use
@@ -99,6 +114,13 @@ class EvalConfig:
             (before any listed there) and ``worst_case`` is turned on. Default none.
         eps: L-inf budget of the suite's attacks, a number or fraction such as
             ``"4/255"`` (only with ``suite``). Default ``8/255``.
+        attack_precision: arithmetic of the model inside the attacks: ``"fp32"`` (the
+            published algorithm) or ``"bf16"`` (autocast;
+            :func:`segshield.attacks.precision.fast_forward`). Scoring stays float32;
+            the classifier attacks always run float32. Default ``"fp32"``.
+        channels_last: run the attacks' model passes channels-last (a copy of the
+            model's weights). Default ``False``.
+        compile: ``torch.compile`` the model inside the attacks. Default ``False``.
 
     Raises:
         ValueError: empty model or dataset list, a bad split or a number out of range.
@@ -140,6 +162,9 @@ class EvalConfig:
     worst_case: bool = False
     suite: str | None = None
     eps: str | None = None
+    attack_precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self._expand_suite()
@@ -151,6 +176,8 @@ class EvalConfig:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise TypeError(f"{name}: expected a list of strings, got {value!r}")
             setattr(self, name, [str(v).strip() for v in value])
+        self.attacks = expand_sweeps(self.attacks, "attacks")
+        self.adaptive = expand_sweeps(self.adaptive, "adaptive")
         if not self.models and not self.classifiers:
             raise ValueError("models: expected at least one checkpoint, got none; pass --model")
         if not self.datasets:
@@ -202,7 +229,9 @@ class EvalConfig:
                 "worst_case: needs at least one attack to take the worst case over, got "
                 f"only {NO_ATTACK!r}; pass --attack SPEC (or --suite standard)"
             )
-        for name in ("png_roundtrip", "downstream", "classifier_adaptive", "worst_case"):
+        check_choice("attack_precision", self.attack_precision, PRECISIONS)
+        bools = ("png_roundtrip", "downstream", "classifier_adaptive", "worst_case")
+        for name in (*bools, "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.target is not None and not isinstance(self.target, str):
@@ -227,6 +256,24 @@ class EvalConfig:
             if isinstance(given, (list, tuple)):  # else the type check below says so
                 setattr(self, name, [*first, *(s for s in given if s not in first)])
         self.worst_case = True
+
+    def attack_list(self) -> list[tuple[str, bool, Any]]:
+        """``(spec, adaptive, attack)`` of every attack to run, in order (``none`` left out).
+
+        With ``attack_precision``, ``channels_last`` or ``compile`` set, each attack runs
+        its model passes that way (:class:`segshield.attacks.precision.FastAttack`).
+        """
+        from segshield.attacks import get_attack
+        from segshield.attacks.precision import fast_attack
+
+        speed = {
+            "precision": self.attack_precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
+        plain = [(s, False) for s in self.attacks if s != NO_ATTACK]
+        adaptive = [(s, True) for s in self.adaptive]
+        return [(s, ad, fast_attack(get_attack(s), **speed)) for s, ad in plain + adaptive]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dictionary of every setting."""

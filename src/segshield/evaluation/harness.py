@@ -209,13 +209,10 @@ def open_run(config: EvalConfig, output: str | Path, on_group=None, device=None)
 
 def grid_parts(config: EvalConfig, device: torch.device):
     """``(defences by spec, [(attack spec, adaptive, attack)])`` of a run, built on ``device``."""
-    from segshield.attacks import get_attack
     from segshield.defenses import get_defense
 
     defenses = {spec: get_defense(spec).to(device).eval() for spec in config.defenses}
-    attacks = [(spec, False, get_attack(spec)) for spec in config.attacks if spec != NO_ATTACK]
-    attacks += [(spec, True, get_attack(spec)) for spec in config.adaptive]
-    return defenses, attacks
+    return defenses, config.attack_list()  # the speed options applied (attacks.precision)
 
 
 def prepare_model(run: RunState, mspec: str, models: Mapping[str, Any] | None = None):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segshield.evaluation.curves import curve_section
 from segshield.evaluation.store import ResultStore
 from segshield.evaluation.summary import GROUP_COLUMNS, MAIN_COLUMNS, run_notes, summarize
 from segshield.evaluation.worst_case import WORST_CASE, worst_case_html
@@ -362,6 +363,7 @@ def _page(
     if summary:
         parts += _summary_section(summary)
         parts += _plot_sections(summary, figures)
+        parts += curve_section(summary, figures.embed)  # robustness curves of sweeps
         parts += _examples_section(_spread(store.examples(), max_examples))
         parts += sections
         cfg = json.dumps(manifest.get("config", {}), indent=2, default=str)

@@ -18,9 +18,7 @@ from segshield.evaluation.store import ResultStore
 __all__ = ["evaluated_items"]
 
 
-def evaluated_items(
-    dataset: Any, config: EvalConfig, store: ResultStore | None, label: str
-) -> Any:
+def evaluated_items(dataset: Any, config: EvalConfig, store: ResultStore | None, label: str) -> Any:
     """The data set's evaluated items; with a ``limit``, their names go to the manifest.
 
     Args:

@@ -10,7 +10,8 @@ does not need it.
 Figures: the 8x8 block-DCT heatmap (:func:`heatmap_figure`), the Pareto plot of
 tuned tables (:func:`pareto_figure`), per-defence bars (:func:`bars_figure`) and the
 benign-loss vs recovered-Dice trade-off (:func:`tradeoff_figure`; the trade-off of
-Liu et al., MICCAI 2020). Point labels are placed by :func:`place_labels` so that no
+Liu et al., MICCAI 2020) and the robustness curves of an attack sweep
+(:func:`curves_figure`). Point labels are placed by :func:`place_labels` so that no
 two labels overlap.
 """
 
@@ -22,11 +23,13 @@ from segshield.plotting.base import (
     place_labels,
     save_figure,
 )
+from segshield.plotting.curves import curves_figure
 from segshield.plotting.figures import bars_figure, heatmap_figure, pareto_figure, tradeoff_figure
 
 __all__ = [
     "STYLE",
     "bars_figure",
+    "curves_figure",
     "figure_png",
     "figure_svg",
     "heatmap_figure",

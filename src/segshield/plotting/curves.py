@@ -1,0 +1,98 @@
+"""The robustness-curve figure: recovered Dice and target IoU against perturbation size.
+
+Drawn in :data:`~segshield.plotting.STYLE`; see :mod:`segshield.plotting.base` for output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from segshield.plotting.base import _style, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["curves_figure", "CURVE_PANELS"]
+
+#: ``(x key, y key, x label, y label)`` of the four panels, row by row.
+CURVE_PANELS = (
+    ("linf", "recovered_dice", "mean L-inf of the perturbation", "recovered Dice"),
+    ("linf", "attack_target_iou", "mean L-inf of the perturbation", "attack target IoU"),
+    ("l2", "recovered_dice", "mean L2 of the perturbation", "recovered Dice"),
+    ("l2", "attack_target_iou", "mean L2 of the perturbation", "attack target IoU"),
+)
+
+
+def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
+    """Four panels: recovered Dice and target IoU (y) against mean L-inf and L2 (x).
+
+    One line per entry of ``lines``; colour = defence, solid for an attack on the bare
+    model, dashed for an adaptive one (through the defence). Points whose x or y is NaN
+    are left out of their panel. y is clipped to ``[0, 1]``.
+
+    Args:
+        title: caption.
+        lines: dicts with ``defense`` (str), ``adaptive`` (bool) and equal-length
+            lists ``linf``, ``l2``, ``recovered_dice``, ``attack_target_iou``
+            (sorted by the sweep, e.g. by L-inf).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: a line whose lists differ in length.
+
+    Example:
+        >>> line = dict(defense="fr", adaptive=False, linf=[0.01, 0.02], l2=[1.0, 2.0],
+        ...             recovered_dice=[0.8, 0.6], attack_target_iou=[0.3, float("nan")])
+        >>> fig = curves_figure("m / d / pgd:eps=*", [line])
+        >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]
+        (4, ['fr'])
+    """
+    import matplotlib
+
+    keys = ("linf", "l2", "recovered_dice", "attack_target_iou")
+    for line in lines:
+        if len({len(line[k]) for k in keys}) != 1:
+            raise ValueError(
+                f"lines: {line['defense']}: expected lists of one length for {', '.join(keys)}"
+            )
+    defences = list(dict.fromkeys(str(line["defense"]) for line in lines))
+    cmap = matplotlib.colormaps["tab10"]
+    colours = {d: cmap(i % 10) for i, d in enumerate(defences)}
+    rows = math.ceil(len({(str(ln["defense"]), ln["adaptive"]) for ln in lines}) / 2)
+    fig = new_figure(8.0, 6.6 + 0.2 * rows, layout="constrained")
+    handles: dict[str, Any] = {}
+    with _style():
+        axes = fig.subplots(2, 2)
+        for ax, (xk, yk, xlabel, ylabel) in zip(axes.flat, CURVE_PANELS, strict=True):
+            for line in lines:
+                pts = [
+                    (x, min(max(y, 0.0), 1.0))
+                    for x, y in zip(line[xk], line[yk], strict=True)
+                    if not (math.isnan(x) or math.isnan(y))
+                ]
+                label = f"{line['defense']}{' (adaptive)' if line['adaptive'] else ''}"
+                (h,) = ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    color=colours[str(line["defense"])],
+                    ls="--" if line["adaptive"] else "-",
+                    marker="o",
+                    ms=4,
+                    lw=1.5,
+                )
+                handles.setdefault(label, h)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(-0.02, 1.02)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=min(len(handles), 2),
+        )
+    return fig
