@@ -4,10 +4,10 @@ Reference: docs/ALGORITHMS.md §2 (colour space). Frequency Refinement (Liu et a
 MICCAI 2020) quantises the RGB channels; JPEG (ITU T.81, JFIF 1.02) quantises luma Y
 and chroma Cb, Cr, with coarser chroma steps and, usually, chroma at half resolution
 (4:2:0). :func:`ycbcr_refine` is FR in that colour space: convert with the JFIF matrix
-on the 0..255 scale, round to 8-bit samples and level-shift by 128 (as JPEG does before its DCT), quantise Y with
-the luma table and Cb, Cr with the chroma table (optionally on 2x2 box averages,
-brought back by bilinear up-sampling, libjpeg's "fancy" up-sampling), shift back,
-convert back and clip. The block quantiser is the one of FR and Feature Distillation
+on the 0..255 scale, round to 8-bit samples and level-shift by 128 (as JPEG does before
+its DCT), quantise Y with the luma table and Cb, Cr with the chroma table (optionally on
+2x2 box averages, brought back by bilinear up-sampling, libjpeg's "fancy" up-sampling),
+shift back, convert back and clip. The block quantiser is the one of FR and Feature Distillation
 (:mod:`segshield.defenses.dct`). One pure function per unit; every function traces
 for graph export.
 """
