@@ -212,6 +212,7 @@ class FrequencyRefinement(Defense):
         self.tile_block = 0 if subsample == "420" else 8
         self.table = table
         self._key = tuple(table.flatten().tolist())
+        self._nested = table.tolist()  # the table as lists: ycbcr_refine traces with it
         self._shape = tuple(table.shape)
         self.pad = pad
         self.clip = clip
@@ -350,7 +351,7 @@ class FrequencyRefinement(Defense):
         if self.space == "ycbcr":
             return ycbcr_refine(
                 x,
-                self.table,
+                self._nested,
                 subsample=self.subsample,
                 pad=self.pad,
                 clip=self.clip,

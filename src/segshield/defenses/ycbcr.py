@@ -14,6 +14,7 @@ for graph export.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -43,15 +44,31 @@ _JFIF = (
 _OFFSET = (0.0, 128.0, 128.0)
 
 
+# the exact inverse (not JFIF's rounded one): a round trip is exact up to float error
+_JFIF_INVERSE = tuple(
+    map(tuple, torch.linalg.inv(torch.tensor(_JFIF, dtype=torch.float64)).tolist())
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(inverse: bool, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The 1x1 convolution weights and the offsets (cached: constants of an exported graph)."""
+    m = torch.tensor(_JFIF_INVERSE if inverse else _JFIF, dtype=torch.float64)
+    offset = torch.tensor(_OFFSET, dtype=torch.float64).view(1, 3, 1, 1)
+    return m.view(3, 3, 1, 1).to(device, dtype), offset.to(device, dtype)
+
+
 def _matrix(inverse: bool, like: torch.Tensor) -> torch.Tensor:
-    m = torch.tensor(_JFIF, dtype=torch.float64)
-    if inverse:
-        m = torch.linalg.inv(m)  # the exact inverse: a round trip is exact up to float error
-    return m.to(dtype=like.dtype, device=like.device)
+    return _constants(inverse, like.dtype, like.device)[0]
 
 
 def _offset(like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(_OFFSET, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+    return _constants(False, like.dtype, like.device)[1]
+
+
+def _mix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``out[:, i] = sum_j m[i, j] x[:, j]`` as a 1x1 convolution (traces for any size)."""
+    return F.conv2d(x, m)
 
 
 def _check_rgb(x: torch.Tensor, name: str) -> None:
@@ -85,7 +102,7 @@ def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
         [255.0, 128.0, 128.0]
     """
     _check_rgb(x, "x")
-    return torch.einsum("ij,bjhw->bihw", _matrix(False, x), x) + _offset(x)
+    return _mix(_matrix(False, x), x) + _offset(x)
 
 
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +126,7 @@ def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
         True
     """
     _check_rgb(x, "x")
-    return torch.einsum("ij,bjhw->bihw", _matrix(True, x), x - _offset(x))
+    return _mix(_matrix(True, x), x - _offset(x))
 
 
 def subsample_chroma(c: torch.Tensor) -> torch.Tensor:
@@ -128,9 +145,11 @@ def subsample_chroma(c: torch.Tensor) -> torch.Tensor:
         >>> subsample_chroma(torch.arange(16.0).view(1, 1, 4, 4)).flatten().tolist()
         [2.5, 4.5, 10.5, 12.5]
     """
-    h, w = c.shape[-2:]
-    c = F.pad(c, (0, w % 2, 0, h % 2), mode="replicate")
-    return F.avg_pool2d(c, 2)
+    b, k, h, w = c.shape
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    # one replicated row and column, then the even part: traces for any (symbolic) size
+    c = F.pad(F.pad(c, (0, 1, 0, 1), mode="replicate"), (0, 2 * wc - w - 1, 0, 2 * hc - h - 1))
+    return c.reshape(b, k, hc, 2, wc, 2).mean((3, 5))
 
 
 def upsample_chroma(c: torch.Tensor, height: Any, width: Any) -> torch.Tensor:
@@ -153,18 +172,55 @@ def upsample_chroma(c: torch.Tensor, height: Any, width: Any) -> torch.Tensor:
         >>> upsample_chroma(torch.tensor([[[[0.0, 4.0]]]]), 1, 3).flatten().tolist()
         [0.0, 1.0, 3.0]
     """
-    up = F.interpolate(c, scale_factor=2.0, mode="bilinear", align_corners=False)
+    up = _double(_double(c, -2), -1)
     # crop as a negative pad: it traces for any (symbolic) size
     return F.pad(up, (0, width - up.shape[-1], 0, height - up.shape[-2]))
 
 
-def _refine_planes(planes: torch.Tensor, table: torch.Tensor, settings: dict) -> torch.Tensor:
+def _double(c: torch.Tensor, dim: int) -> torch.Tensor:
+    """2x along ``dim`` (-2 or -1): samples ``3/4 c[i] + 1/4 c[i -+ 1]``, edges replicated."""
+    pad = (0, 0, 1, 1) if dim == -2 else (1, 1, 0, 0)
+    p = F.pad(c, pad, mode="replicate")
+    n = c.shape[dim]
+    before, after = p.narrow(dim, 0, n), p.narrow(dim, 2, n)
+    pair = torch.stack([0.75 * c + 0.25 * before, 0.75 * c + 0.25 * after], dim)
+    b, k, h, w = c.shape
+    return pair.reshape(b, k, 2 * h, w) if dim == -2 else pair.reshape(b, k, h, 2 * w)
+
+
+def _plane_steps(table: Any) -> tuple[tuple[float, ...], ...]:
+    """The Y, Cb and Cr steps as three flat tuples (no tensor op: it traces for export).
+
+    Raises:
+        ValueError: a table that is neither ``(8, 8)`` nor ``(3, 8, 8)``.
+    """
+    nested = table.tolist() if isinstance(table, torch.Tensor) else table
+    if hasattr(nested, "tolist"):  # numpy
+        nested = nested.tolist()
+    flat = [float(v) for v in _flatten(nested)]
+    if len(flat) not in (64, 192):
+        raise ValueError(
+            f"table: expected (8, 8) or (3, 8, 8) (Y, Cb, Cr) steps, got {len(flat)} steps"
+        )
+    if len(flat) == 64:
+        return (tuple(flat),) * 3
+    return tuple(tuple(flat[64 * i : 64 * (i + 1)]) for i in range(3))
+
+
+def _flatten(values: Any) -> list[Any]:
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in _flatten(item)]
+    return [values]
+
+
+def _refine_planes(planes: torch.Tensor, steps: tuple[tuple[float, ...], ...], settings: dict):
     """Quantise level-shifted planes (0..255 minus 128) with FR's block quantiser."""
-    key = tuple(table.flatten().tolist())
+    same = all(s == steps[0] for s in steps)
+    key = steps[0] if same else tuple(v for s in steps for v in s)
     out = _quantize(
         planes / 255.0,
         key,
-        tuple(table.shape),
+        (8, 8) if same else (len(steps), 8, 8),
         settings["pad"],
         False,
         settings["smooth"],
@@ -199,8 +255,8 @@ def ycbcr_refine(
     Args:
         x: RGB images ``(B, 3, H, W)`` in ``[0, 1]``.
         table: steps > 0 on the 0..255 scale, ``(8, 8)`` for Y, Cb and Cr or
-            ``(3, 8, 8)`` for Y, Cb, Cr (checked by the caller, e.g.
-            :class:`~segshield.defenses.fr.FrequencyRefinement`).
+            ``(3, 8, 8)`` for Y, Cb, Cr (tensor, array or nested lists; the values are
+            checked by the caller, e.g. :class:`~segshield.defenses.fr.FrequencyRefinement`).
         subsample: ``"444"`` (default) or ``"420"``.
         pad: ``"edge"`` (default) or ``"zero"`` padding of each plane to multiples of 8.
         clip: clip the planes and the output (default True).
@@ -230,24 +286,18 @@ def ycbcr_refine(
     _check_rgb(x, "x")
     if subsample not in SUBSAMPLINGS:
         raise ValueError(f"subsample: expected one of {list(SUBSAMPLINGS)}, got {subsample!r}")
-    t = torch.as_tensor(table, dtype=torch.float64)
-    if tuple(t.shape) not in ((8, 8), (3, 8, 8)):
-        raise ValueError(
-            f"table: expected (8, 8) or (3, 8, 8) (Y, Cb, Cr) steps, got {tuple(t.shape)}"
-        )
-    t = t.expand(3, 8, 8)
+    steps = _plane_steps(table)
     dtype = compute_dtype or (torch.float64 if pad == "zero" or x.dtype == torch.float64 else None)
     ycc = rgb_to_ycbcr(x.to(dtype or torch.float32) * 255.0)
     # 8-bit samples, as a JPEG encoder stores them before its DCT
     ycc = (smooth_round(ycc) if smooth else torch.round(ycc)) - 128.0
     settings = {"pad": pad, "smooth": smooth, "traceable": traceable}
     if subsample == "444":
-        same = bool((t == t[0]).all())
-        planes = _refine_planes(ycc, t[0] if same else t, settings)
+        planes = _refine_planes(ycc, steps, settings)
     else:
         h, w = x.shape[-2:]
-        luma = _refine_planes(ycc[:, :1], t[0], settings)
-        chroma = _refine_planes(subsample_chroma(ycc[:, 1:]), t[1:], settings)
+        luma = _refine_planes(ycc[:, :1], steps[:1], settings)
+        chroma = _refine_planes(subsample_chroma(ycc[:, 1:]), steps[1:], settings)
         if clip:
             chroma = chroma.clamp(-128.0, 127.0)
         planes = torch.cat([luma, upsample_chroma(chroma, h, w)], 1)

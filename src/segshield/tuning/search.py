@@ -126,6 +126,8 @@ def tune_table(
     # 4. Held-out report: identity, paper, tuned, JPEG, and the validation Pareto front.
     rows = list(ev.seen.values())
     best = _best_per_space(ranked) if len(config.space.searched_spaces(data.channels)) > 1 else {}
+    if best:  # the best table of each colour space, as defence specs
+        record["tuned_per_space"] = {k: c.defense(config.pad).spec() for k, c in best.items()}
     report = _report.heldout_report(
         model, data, held_adv, rows, tuned, regions, config, per_space=best
     )
