@@ -128,7 +128,8 @@ class FrequencyRefinement(Defense):
             on 2x2 box averages and brought back by bilinear up-sampling, as JPEG.
         luma, chroma: ``ycbcr`` only: the Y table, and the table of Cb and Cr, each
             ``"ijg"`` (the IJG standard table, JPEG's) or an ``(8, 8)`` table; each
-            replaces the band table (or ``table``) in its planes. Default None.
+            replaces the band table (or ``table``) in its planes. Default None (the spec
+            ``fr:space=ycbcr`` without bands, ``table`` or ``file`` means ``ijg`` for both).
 
     Gradient policy: as FR's in RGB (``"bpda"``: identity backward; ``"smooth"``: the
     roundings replaced by ``r + (t - r)**3``; the colour conversion, box average and
