@@ -64,8 +64,8 @@ def _fr_params(
     dtype: str = "auto",
     table: str | None = None,
     file: str | None = None,
-    space: str = _FR["space"],
-    subsample: str = _FR["subsample"],
+    space: str | None = None,
+    subsample: str | None = None,
     luma: str | None = None,
     chroma: str | None = None,
 ) -> None:
@@ -76,6 +76,9 @@ def _fr(**kw: Any) -> FrequencyRefinement:
     """FR from the keys given in the spec (:func:`_fr_params` declares them): the
     table-based forms must know which settings were given, not their defaults."""
     table, path = kw.pop("table", None), kw.pop("file", None)
+    for key in ("space", "subsample"):  # None: the class default (rgb, 444), as RGB specs
+        if kw.get(key, "") is None:
+            del kw[key]
     if "dtype" in kw:
         kw["compute_dtype"] = _parse_dtype(kw.pop("dtype"))
     band_keys = sorted(set(kw) & {"pd", "ac", "gd", "pd_size", "ac_size"})
@@ -120,8 +123,8 @@ DEFENSES.register(
         "dtype": "arithmetic: auto | float32 | float64",
         "table": "custom table: 64 (or 64*C) steps s0/s1/... row-major",
         "file": "custom table: JSON file from FrequencyRefinement.to_file",
-        "space": "colour space: rgb (the paper's) | ycbcr (JPEG's luma and chroma)",
-        "subsample": "ycbcr: chroma 444 (full) | 420 (2x2, as JPEG)",
+        "space": "colour space: rgb (the paper's; default) | ycbcr (JPEG's luma and chroma)",
+        "subsample": "ycbcr: chroma 444 (full; default) | 420 (2x2, as JPEG)",
         "luma": "ycbcr: Y table, ijg or 64 steps (default ijg without bands or table)",
         "chroma": "ycbcr: Cb, Cr table, ijg or 64 steps (default ijg without bands or table)",
     },
