@@ -332,11 +332,35 @@ def test_tune_both_spaces_reports_each_and_compares_with_every_jpeg(tmp_path):
         pair = comp["paired"][q]["recovered_dice"]
         gap = rows["tuned:ycbcr"]["recovered_dice"] - rows[q]["recovered_dice"]
         assert pair["n"] == 6 and pair["mean"] == pytest.approx(gap)
-    assert comp["target_met"] == (not comp["beaten_by"])
+    as_lossy = [
+        q for q in comp["paired"] if rows[q]["benign_loss"] >= rows["tuned:ycbcr"]["benign_loss"]
+    ]
+    assert comp["target_met"] == (bool(as_lossy) and not comp["beaten_by"])
+    assert comp["dominates_every_jpeg"] == (len(comp["dominates"]) == 3)
+
     res.to_file(tmp_path / "t.json")
     fr = FrequencyRefinement.from_file(tmp_path / "t.json")
     assert fr.space == res.candidate.space
     assert torch.equal(fr(x), res.candidate.defense()(x))
+
+
+def test_jpeg_comparison_needs_a_jpeg_quality_at_least_as_lossy():
+    from segshield.tuning.report import jpeg_comparison
+
+    rows = {
+        "tuned": {"benign_loss": 0.05, "recovered_dice": 0.9},  # lossier than every JPEG
+        "jpeg:q=50": {"benign_loss": 0.02, "recovered_dice": 0.4},
+        "identity": {"benign_loss": 0.0, "recovered_dice": 0.3},
+    }
+    c = jpeg_comparison(rows)
+    assert set(c) == {"tuned"}
+    assert c["tuned"]["target_met"] is False and c["tuned"]["beaten_by"] == []
+    rows["jpeg:q=30"] = {"benign_loss": 0.06, "recovered_dice": 0.95}
+    c = jpeg_comparison(rows)["tuned"]
+    assert c["target_met"] is False and c["beaten_by"] == ["jpeg:q=30"]
+    rows["jpeg:q=30"]["recovered_dice"] = 0.5
+    c = jpeg_comparison(rows)["tuned"]
+    assert c["target_met"] and c["dominates"] == ["jpeg:q=30"] and not c["dominates_every_jpeg"]
 
 
 @pytest.fixture(scope="module")

@@ -408,7 +408,11 @@ def _print_summary(result: Any, heldout_all: bool) -> None:
                 f"recovered Dice {row['recovered_dice']:.4f}"
             )
     for label, c in result.jpeg_comparison.items():
-        verdict = "met" if c["target_met"] else "not met, beaten by " + ", ".join(c["beaten_by"])
+        verdict = "met" if c["target_met"] else "not met"
+        if c["beaten_by"]:
+            verdict += ", beaten by " + ", ".join(c["beaten_by"])
+        elif not c["target_met"]:
+            verdict += ": more benign loss than every JPEG quality"
         print(
             f"{label}: dominates {len(c['dominates'])} of the JPEG qualities; target (recovered "
             f"Dice >= every JPEG quality at least as lossy) {verdict}"

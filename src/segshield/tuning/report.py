@@ -184,9 +184,10 @@ def jpeg_comparison(
     """Each FR row of a held-out table against each JPEG quality there.
 
     For an FR row: ``dominates`` (the JPEG labels it dominates: benign loss lower or
-    equal and recovered Dice higher or equal), ``target_met`` (its recovered Dice is at
-    least that of every JPEG quality whose benign loss is no lower: no JPEG quality at
-    least as lossy recovers more), ``beaten_by`` (the JPEG labels that break it) and,
+    equal and recovered Dice higher or equal), ``dominates_every_jpeg``, ``target_met``
+    (some JPEG quality is at least as lossy, and none of those recovers more: an FR
+    lossier than every JPEG quality does not meet it), ``beaten_by`` (the JPEG labels at
+    least as lossy that recover more) and,
     with ``per_image``, ``paired`` differences FR minus JPEG, per image (mean, standard
     error, n) of ``benign_loss`` and ``recovered_dice``.
 
@@ -203,8 +204,8 @@ def jpeg_comparison(
         ...     "jpeg:q=50": {"benign_loss": 0.02, "recovered_dice": 0.4},
         ...     "jpeg:q=90": {"benign_loss": 0.005, "recovered_dice": 0.45}}
         >>> c = jpeg_comparison(rows)["tuned"]
-        >>> c["dominates"], c["target_met"], c["beaten_by"]
-        (['jpeg:q=50'], True, [])
+        >>> c["dominates"], c["target_met"], c["beaten_by"], c["dominates_every_jpeg"]
+        (['jpeg:q=50'], True, [], False)
     """
     jpegs = [k for k in heldout if k.startswith("jpeg:")]
     if not jpegs:
@@ -216,9 +217,11 @@ def jpeg_comparison(
         ben, rec = fr["benign_loss"], fr["recovered_dice"]
         as_lossy = [j for j in jpegs if heldout[j]["benign_loss"] >= ben]
         beaten = [j for j in as_lossy if heldout[j]["recovered_dice"] > rec]
+        dominated = [j for j in as_lossy if heldout[j]["recovered_dice"] <= rec]
         entry: dict[str, Any] = {
-            "dominates": [j for j in as_lossy if heldout[j]["recovered_dice"] <= rec],
-            "target_met": not beaten,
+            "dominates": dominated,
+            "dominates_every_jpeg": len(dominated) == len(jpegs),
+            "target_met": bool(as_lossy) and not beaten,
             "beaten_by": beaten,
         }
         if per_image is not None and label in per_image:
