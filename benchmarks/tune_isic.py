@@ -8,13 +8,20 @@ model is more confident on them and their benign losses are lower). This script:
 1. links the first ``--n-model`` training images (sorted by name) into
    ``WORKDIR/isic_model`` and the rest into ``WORKDIR/isic_unseen`` (symbolic links in
    the official folder layout; the validation folders are linked into both);
-2. trains the U-Net of ``bench_training.py`` (24 epochs, bf16, channels-last) on the
-   first part;
+2. trains the U-Net of ``bench_training.py`` (``--epochs``, default 24, bf16,
+   channels-last) on the first part;
 3. runs ``segshield tune`` with (the first ``--limit``) unseen training images as the
    validation split and the 150 official validation images as the held-out split, with
    ``--max-benign-loss paper``, and with ``--bound`` too when given (reusing the first
    run's cache); ``--heldout-all`` also scores every searched table on the held-out
-   split, to see whether any beats the paper's table there.
+   split, to see whether any beats the paper's table there (``--no-heldout-all`` skips
+   that); ``--space rgb,ycbcr`` also searches FR on luma and chroma, and ``--jpeg``
+   names the JPEG qualities reported beside it on the same held-out images;
+4. with ``--eval-limit N``, runs ``segshield evaluate`` on the first N validation
+   images with the paper's table, the best table of each colour space and every JPEG
+   quality, under ``--eval-attack`` (e.g. ASMA with the paper's settings) and the
+   adaptive ``--eval-adaptive`` (default PGD 8/255 through each defence, BPDA), into
+   ``WORKDIR/isic_eval`` (results store and summary).
 
 Each command is logged; ``WORKDIR/isic_paper.json`` (and ``isic_bound.json``) hold the
 results. Skips (exit 0 with a message) when the data set is absent.
@@ -22,11 +29,14 @@ results. Skips (exit 0 with a message) when the data set is absent.
 Usage::
 
     SEGSHIELD_SHARED_DATA=../shared/data python benchmarks/tune_isic.py --workdir runs/isic
+    SEGSHIELD_SHARED_DATA=../shared/data python benchmarks/tune_isic.py --workdir runs/isic \
+        --space rgb,ycbcr --jpeg 30,40,50,60,70,80,90 --eval-limit 50
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -36,7 +46,8 @@ from pathlib import Path
 
 log = logging.getLogger("tune_isic")
 ATTACK = "asma:steps=100,tau=1e-5,beta=1e-4"
-TRAIN = ["--epochs", "24", "--lr", "2e-3", "--precision", "bf16", "--channels-last"]
+ADAPTIVE = "pgd:eps=8/255,steps=10"
+TRAIN = ["--lr", "2e-3", "--precision", "bf16", "--channels-last"]
 
 
 def link_split(root: Path, dest: Path, names: list[Path]) -> None:
@@ -63,6 +74,33 @@ def run(cmd: list[str], log_file: Path) -> None:
         subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
 
 
+def run_tune(cmd: list[str], log_file: Path) -> None:
+    """``segshield tune``: exit 1 (no table met the bound; the best one is written) is a
+    result, not a failure."""
+    log.info("%s > %s", " ".join(cmd), log_file)
+    with open(log_file, "w") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if code not in (0, 1):
+        raise subprocess.CalledProcessError(code, cmd)
+
+
+def evaluate(cli: list[str], work: Path, model: Path, tuned: Path, args) -> None:
+    """``segshield evaluate`` of the paper's, the tuned and the JPEG defences (held out)."""
+    from segshield.defenses.tables import PAPER_SPEC
+
+    result = json.loads(tuned.read_text())
+    specs = [PAPER_SPEC, f"fr:file={tuned}"]
+    specs += list(result["config"].get("tuned_per_space", {}).values())
+    specs += [f"jpeg:q={q}" for q in args.jpeg.split(",") if q]
+    cmd = [*cli, "evaluate", "--model", str(model), "--data", f"isic:{work / 'isic_model'}"]
+    cmd += ["--split", "val", "--limit", str(args.eval_limit), "--batch-size", "16"]
+    cmd += ["--attack", args.eval_attack, "--adaptive", args.eval_adaptive]
+    for spec in specs:
+        cmd += ["--defense", spec]
+    run([*cmd, "-o", str(work / "isic_eval")], work / "isic_eval.log")
+    log.info("result: %s", work / "isic_eval")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("Usage::")[0])
     shared = os.environ.get("SEGSHIELD_SHARED_DATA", "")
@@ -72,6 +110,14 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=120, help="tables scored (120)")
     parser.add_argument("--limit", type=int, default=250, help="unseen images searched (250)")
     parser.add_argument("--bound", default=None, help="a second --max-benign-loss, e.g. 0.01")
+    parser.add_argument("--epochs", type=int, default=24, help="training epochs (24)")
+    parser.add_argument("--attack", default=ATTACK, help=f"tuning attack ({ATTACK})")
+    parser.add_argument("--space", default="rgb", help="colour spaces searched (rgb)")
+    parser.add_argument("--jpeg", default="50,75,90", help="JPEG qualities (50,75,90)")
+    parser.add_argument("--no-heldout-all", action="store_true", help="skip --heldout-all")
+    parser.add_argument("--eval-limit", type=int, default=0, help="evaluate: images (0: skip)")
+    parser.add_argument("--eval-attack", default="none", help="evaluate: attack (none)")
+    parser.add_argument("--eval-adaptive", default=ADAPTIVE, help=f"evaluate ({ADAPTIVE})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.root)
@@ -89,14 +135,19 @@ def main() -> int:
     model = work / "model"
     if not model.with_suffix(".safetensors").is_file():
         train = ["train", "--data", f"isic:{work / 'isic_model'}", "--model", "unet"]
-        run([*cli, *train, "--size", "128", "-o", str(model), *TRAIN], work / "train.log")
+        train += ["--size", "128", "--epochs", str(args.epochs), "-o", str(model), *TRAIN]
+        run([*cli, *train], work / "train.log")
     tune = ["tune", "--model", str(model), "--data", f"isic:{work / 'isic_unseen'}"]
-    tune += ["--attack", ATTACK, "--val-split", "train", "--heldout-split", "val"]
-    tune += ["--limit", str(args.limit), "--batch-size", "16"]
-    tune += ["--budget", str(args.budget), "--seed", "0", "--resume", "--heldout-all"]
+    tune += ["--attack", args.attack, "--val-split", "train", "--heldout-split", "val"]
+    tune += ["--limit", str(args.limit), "--batch-size", "16", "--space", args.space]
+    tune += ["--budget", str(args.budget), "--seed", "0", "--resume", "--jpeg", args.jpeg]
+    tune += [] if args.no_heldout_all else ["--heldout-all"]
     first = work / "isic_paper.json"
-    run([*cli, *tune, "--max-benign-loss", "paper", "-o", str(first)], work / "isic_paper.log")
+    paper = ["--max-benign-loss", "paper", "-o", str(first)]
+    run_tune([*cli, *tune, *paper], work / "isic_paper.log")
     log.info("result: %s", first)
+    if args.eval_limit:
+        evaluate(cli, work, model, first, args)
     if args.bound is not None:
         for suffix in ("cache.jsonl", "cache.val-adv.safetensors", "cache.heldout-adv.safetensors"):
             src, dst = work / f"isic_paper.{suffix}", work / f"isic_bound.{suffix}"
@@ -104,7 +155,7 @@ def main() -> int:
                 shutil.copyfile(src, dst)
         second = work / "isic_bound.json"
         bound = ["--max-benign-loss", args.bound, "-o", str(second)]
-        run([*cli, *tune, *bound], work / "isic_bound.log")
+        run_tune([*cli, *tune, *bound], work / "isic_bound.log")
         log.info("result: %s", second)
     return 0
 

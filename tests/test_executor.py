@@ -240,3 +240,36 @@ def test_reproduce_evaluation_reports_failed_cells_after_the_report(ckpt, tmp_pa
     assert (tmp_path / "report.html").is_file()  # written before the error
     summary, report = demo._evaluate(*args, LocalExecutor())  # resumed, nothing failed
     assert report.is_file() and summary
+
+
+def test_tune_with_a_table_scorer_and_both_colour_spaces_equals_local():
+    """RGB tables go to the scorer, YCbCr candidates are scored locally: same result."""
+    from segshield.data.splits import load_split
+    from segshield.tuning import TuneConfig, TuneData, tune_table
+    from segshield.tuning.parallel import score_chunk
+    from segshield.tuning.space import SearchSpace
+
+    calls = []
+
+    def scorer(model, images, adversarial, masks, tables, regions, pad, batch_size):
+        calls.append(tables.shape[0])
+        return score_chunk(model, images, adversarial, masks, tables, regions, pad, batch_size)
+
+    net = torch.nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(-20.0 / 3)
+        net.bias.fill_(10.0)
+    split = load_split("phantom-derm", "all", size=16, n=16, limit=16)
+    x, m = split.images, split.masks
+    adv = x + 0.05 * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+    adv = adv.clamp(0, 1)
+    data = TuneData(
+        x[:8], m[:8], x[8:], m[8:], val_adversarial=adv[:8], heldout_adversarial=adv[8:]
+    )
+    space = SearchSpace(spaces=("rgb", "ycbcr"))
+    cfg = dict(budget=12, jpeg_qualities=(), seed=1, max_benign_loss=0.05, space=space)
+    local = tune_table(net, data, TuneConfig(**cfg))
+    scored = tune_table(net, data, TuneConfig(**cfg), table_scorer=scorer)
+    assert calls and sum(calls) < len(local.evaluations)  # the scorer saw the RGB ones only
+    assert scored.candidate.key() == local.candidate.key()
+    assert scored.evaluations == local.evaluations

@@ -1,11 +1,14 @@
 """``segshield tune``: tune the FR table to a data set and model.
 
 Searches FR band layouts, steps and (colour images) per-channel factors of the table
-(``--channel-scales``) on the validation split for the best recovered Dice under the
+(``--channel-scales``) or, with ``--space rgb,ycbcr``, FR on JPEG's luma and chroma too
+(a chroma factor over the luma table, ``--chroma-scales``, and 4:4:4 or 4:2:0 chroma,
+``--subsample``) on the validation split for the best recovered Dice under the
 attack with benign Dice loss <= ``--max-benign-loss`` (a number, or ``paper`` for the
 paper table's own loss; the bound must hold with a margin of ``--benign-se`` standard
 errors of the per-image losses), reports the tuned and the paper's table on the held-out
-split with their paired per-image difference (mean and standard error), and writes
+split with their paired per-image difference (mean and standard error) beside JPEG at
+every ``--jpeg`` quality on the same images, and writes
 ``TABLE.json`` (loadable with ``FrequencyRefinement.from_file``),
 ``TABLE.pareto.png``/``.svg``, the evaluation cache ``TABLE.cache.jsonl`` and the
 adversarial images ``TABLE.cache.*-adv.safetensors`` (both reused with ``--resume``).
@@ -110,6 +113,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="1,2,4,8",
         help="colour images: factors tried for each channel's table (one table per channel); "
         "'1' searches one shared table only (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--space",
+        default="rgb",
+        help="colour spaces searched: rgb (the paper's channels), ycbcr (JPEG's luma and "
+        "chroma) or rgb,ycbcr (default rgb)",
+    )
+    p.add_argument(
+        "--chroma-scales",
+        default="1,2,4",
+        help="ycbcr: factors of the chroma table over the luma table (default 1,2,4)",
+    )
+    p.add_argument(
+        "--subsample",
+        default="444,420",
+        help="ycbcr: chroma subsampling tried, 444 and/or 420 (default 444,420)",
     )
     p.add_argument(
         "--heldout-all",
@@ -237,6 +256,7 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError("--channel-scales: expected at least one factor, e.g. 1 or 1,2,4,8")
     for v in scales:
         check_number("--channel-scales", v, low=0, low_inclusive=False)
+    _colour_space(args)
     out = Path(args.output)
     if out.suffix.lower() != ".json":
         raise ValueError(f"--output: expected a .json file name, got {args.output!r}")
@@ -245,6 +265,33 @@ def validate(args: argparse.Namespace) -> None:
     common.check_writable_folder(out.parent, "--output")
     if args.resume and not _cache_path(out).is_file():
         log.info("--resume: no cache at %s yet; starting one", _cache_path(out))
+
+
+def _colour_space(args: argparse.Namespace) -> dict[str, tuple]:
+    """``--space``, ``--chroma-scales``, ``--subsample`` as SearchSpace fields, checked.
+
+    Raises:
+        ValueError: an unknown space or subsampling (the choices are listed), no space,
+            or a chroma factor <= 0 (each message names the flag).
+    """
+    from segshield._checks import check_choice, check_number
+    from segshield.defenses.fr import FR_SPACES
+    from segshield.defenses.ycbcr import SUBSAMPLINGS
+
+    spaces = tuple(dict.fromkeys(filter(None, (v.strip() for v in args.space.split(",")))))
+    if not spaces:
+        raise ValueError(f"--space: expected one or more of {list(FR_SPACES)}, e.g. rgb,ycbcr")
+    for name in spaces:
+        check_choice("--space", name, FR_SPACES)
+    modes = tuple(dict.fromkeys(filter(None, (v.strip() for v in args.subsample.split(",")))))
+    for name in modes or ("",):
+        check_choice("--subsample", name, SUBSAMPLINGS)
+    chroma = tuple(parse_floats("--chroma-scales", args.chroma_scales))
+    if not chroma:
+        raise ValueError("--chroma-scales: expected at least one factor, e.g. 1 or 1,2,4")
+    for v in chroma:
+        check_number("--chroma-scales", v, low=0, low_inclusive=False)
+    return {"spaces": spaces, "chroma_scales": chroma, "subsamples": modes}
 
 
 def _cache_path(out: Path) -> Path:
@@ -349,7 +396,7 @@ def _tune_config(args: argparse.Namespace, regions: dict[str, tuple[int, ...]]) 
         cache=_cache_path(Path(args.output)),
         regions=regions,
         jpeg_qualities=parse_ints("--jpeg", args.jpeg),
-        space=SearchSpace(channel_scales=scales),
+        space=SearchSpace(channel_scales=scales, **_colour_space(args)),
     )
 
 
@@ -369,6 +416,22 @@ def _print_summary(result: Any, heldout_all: bool) -> None:
         f"{ben['mean']:+.4f} +- {ben['se']:.4f}, recovered Dice {rec['mean']:+.4f} +- "
         f"{rec['se']:.4f}"
     )
+    for label, row in result.heldout.items():
+        if label.startswith("tuned:") or label.startswith("jpeg:"):
+            print(
+                f"{label:12s} held-out benign loss {row['benign_loss']:+.4f}  "
+                f"recovered Dice {row['recovered_dice']:.4f}"
+            )
+    for label, c in result.jpeg_comparison.items():
+        verdict = "met" if c["target_met"] else "not met"
+        if c["beaten_by"]:
+            verdict += ", beaten by " + ", ".join(c["beaten_by"])
+        elif not c["target_met"]:
+            verdict += ": more benign loss than every JPEG quality"
+        print(
+            f"{label}: dominates {len(c['dominates'])} of the JPEG qualities; target (recovered "
+            f"Dice >= every JPEG quality at least as lossy) {verdict}"
+        )
     beating, n_tables = tables_beating_paper(result.pareto)
     print(
         f"held-out: {len(beating)} of {n_tables} other tables scored there beat the paper "

@@ -6,7 +6,8 @@ from Adversarial Attacks: A Low-cost Frequency Refinement Approach", MICCAI 2020
 block DCT ``C = D B Dᵀ``, ``Ĉ = round(C / Q) · Q`` (half to even), inverse DCT, crop
 back, clip to [0, 255], divide by 255. The arithmetic is
 :func:`segshield.defenses.dct.quantize_blocks`; this module holds the table and the
-settings, and reads and writes table files.
+settings, and reads and writes table files. With ``space="ycbcr"`` the same quantiser
+runs on JPEG's luma and chroma planes (:func:`segshield.defenses.ycbcr.ycbcr_refine`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from segshield.defenses.tables import (
     PAPER_STEPS,
     band_table,
     check_table,
+    ijg_table,
+    jpeg_quality_table,
     scale_table,
     zigzag_table,
 )
+from segshield.defenses.ycbcr import SUBSAMPLINGS, ycbcr_refine
 
 __all__ = [
     "FrequencyRefinement",
@@ -36,11 +40,14 @@ __all__ = [
     "scale_table",
     "zigzag_table",
     "FR_PAD_MODES",
+    "FR_SPACES",
 ]
 
 #: Padding modes FR accepts (``"crop"`` would change the image size; crop the images
 #: yourself with ``pad_to_multiple(x, 8, "crop")`` before FR if you want it).
 FR_PAD_MODES = QUANTIZE_PAD_MODES
+#: Colour spaces of FR: the paper's RGB channels, or JPEG's luma and chroma (JFIF YCbCr).
+FR_SPACES = ("rgb", "ycbcr")
 _DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64}
 _FILE_FORMAT = "segshield-fr-table"
 _BAND_DEFAULTS = dict(
@@ -113,10 +120,24 @@ class FrequencyRefinement(Defense):
             (:func:`scale_table`); default None (no scaling).
         compute_dtype: ``torch.float32``/``torch.float64`` or None (default: see
             :func:`frequency_refine`).
+        space: ``"rgb"`` (default, the paper's: one table per image channel) or
+            ``"ycbcr"`` (RGB images only: FR on the JFIF luma Y and chroma Cb, Cr planes,
+            :func:`~segshield.defenses.ycbcr.ycbcr_refine`; the table's channels are
+            Y, Cb, Cr; ``quality`` scales as libjpeg, :func:`jpeg_quality_table`).
+        subsample: ``"444"`` (default) or ``"420"`` (``ycbcr`` only): chroma quantised
+            on 2x2 box averages and brought back by bilinear up-sampling, as JPEG.
+        luma, chroma: ``ycbcr`` only: the Y table, and the table of Cb and Cr, each
+            ``"ijg"`` (the IJG standard table, JPEG's) or an ``(8, 8)`` table; each
+            replaces the band table (or ``table``) in its planes. Default None (the spec
+            ``fr:space=ycbcr`` without bands, ``table`` or ``file`` means ``ijg`` for both).
+
+    Gradient policy: as FR's in RGB (``"bpda"``: identity backward; ``"smooth"``: the
+    roundings replaced by ``r + (t - r)**3``; the colour conversion, box average and
+    up-sampling are linear and differentiated exactly).
 
     Attributes:
-        table: the ``(8, 8)`` or ``(C, 8, 8)`` float64 table in use (CPU); read-only
-            (build a new instance with :meth:`from_table` to change it).
+        table: the ``(8, 8)`` or ``(C, 8, 8)`` float64 table in use (CPU; channels Y, Cb,
+            Cr in ``ycbcr``); read-only (build a new instance with :meth:`from_table`).
 
     Shape:
         - Input: ``(B, C, H, W)`` float in [0, 1], any C/H/W; or a numpy uint8/uint16
@@ -154,6 +175,10 @@ class FrequencyRefinement(Defense):
         table: Any = None,
         quality: int | None = None,
         compute_dtype: torch.dtype | None = None,
+        space: str = "rgb",
+        subsample: str = "444",
+        luma: Any = None,
+        chroma: Any = None,
     ) -> None:
         super().__init__(gradient)
         bands = {"pd": pd, "ac": ac, "gd": gd, "pd_size": pd_size, "ac_size": ac_size}
@@ -172,10 +197,23 @@ class FrequencyRefinement(Defense):
             raise TypeError(f"clip: expected True or False, got {clip!r}")
         check_choice("compute_dtype", compute_dtype, _DTYPES.values())
         table = check_table(table)
-        if quality is not None:
-            table = scale_table(table, quality)
+        check_choice("space", space, FR_SPACES)
+        check_choice("subsample", subsample, SUBSAMPLINGS)
+        if space == "ycbcr":
+            table = _ycbcr_table(table, luma, chroma)
+            if quality is not None:
+                table = jpeg_quality_table(table, quality)
+        else:
+            _refuse_ycbcr_settings(space, subsample, luma, chroma)
+            if quality is not None:
+                table = scale_table(table, quality)
+        self.space, self.subsample = space, subsample
+        self._luma, self._chroma = _table_name(luma), _table_name(chroma)
+        # chroma at half resolution mixes rows across strips: defend the whole image
+        self.tile_block = 0 if subsample == "420" else 8
         self.table = table
         self._key = tuple(table.flatten().tolist())
+        self._nested = table.tolist()  # the table as lists: ycbcr_refine traces with it
         self._shape = tuple(table.shape)
         self.pad = pad
         self.clip = clip
@@ -265,7 +303,8 @@ class FrequencyRefinement(Defense):
             raise ValueError(
                 f"{path}: expected format {_FILE_FORMAT!r}, got {data.get('format')!r}"
             )
-        kwargs = {k: data[k] for k in ("pad", "clip", "gradient", "quality") if k in data}
+        keys = ("pad", "clip", "gradient", "quality", "space", "subsample")
+        kwargs = {k: data[k] for k in keys if k in data}
         if "compute_dtype" in data:
             kwargs["compute_dtype"] = _parse_dtype(data["compute_dtype"])
         kwargs.update(overrides)
@@ -293,6 +332,8 @@ class FrequencyRefinement(Defense):
             "gradient": self.gradient,
             "compute_dtype": _dtype_name(self.compute_dtype),
         }
+        if self.space != "rgb":  # an RGB file is as before: rgb is the default
+            data.update(space=self.space, subsample=self.subsample)
         clash = sorted(set(extra or {}) & set(data))
         if clash:
             raise ValueError(f"extra: {clash} would replace the FR settings; rename them")
@@ -308,6 +349,17 @@ class FrequencyRefinement(Defense):
         """
         # settings and table were validated in __init__; skip re-checking per call
         smooth = self.gradient == "smooth"
+        if self.space == "ycbcr":
+            return ycbcr_refine(
+                x,
+                self._nested,
+                subsample=self.subsample,
+                pad=self.pad,
+                clip=self.clip,
+                smooth=smooth,
+                compute_dtype=self.compute_dtype,
+                traceable=traceable,
+            )
         return _quantize(
             x,
             self._key,
@@ -321,17 +373,99 @@ class FrequencyRefinement(Defense):
         )
 
     def spec_params(self) -> dict[str, Any]:
-        """Band form when built from bands, else ``table=s0/s1/...`` (row-major, C*64)."""
+        """Band form when built from bands, else ``table=s0/s1/...`` (row-major, C*64);
+        ``space``, ``subsample``, ``luma``, ``chroma`` first in YCbCr."""
+        params: dict[str, Any] = {}
+        if self.space != "rgb":
+            params.update(space=self.space, subsample=self.subsample)
+            named = {k: v for k, v in (("luma", self._luma), ("chroma", self._chroma)) if v}
+            if len(named) == 2 or (named and self._bands is not None):
+                # the named tables (and the bands under a lone one), scaled by quality
+                params.update(named)
+                if len(named) == 1:
+                    params.update(self._table_params())
+                elif self.quality is not None:
+                    params["quality"] = self.quality
+                return self._tail(params)
+            if named:  # a lone named table over table=...: the whole scaled table
+                return self._tail({**params, "table": _table_string(self.table)})
+        return self._tail({**params, **self._table_params()})
+
+    def _tail(self, params: dict[str, Any]) -> dict[str, Any]:
+        params.update(pad=self.pad, clip=self.clip, gradient=self.gradient)
+        if self.compute_dtype is not None:
+            params["dtype"] = _dtype_name(self.compute_dtype)
+        return params
+
+    def _table_params(self) -> dict[str, Any]:
+        """The table as bands (and quality) when built from bands, else ``table=...``."""
         if self._bands is not None:
             params: dict[str, Any] = dict(self._bands)
             if self.quality is not None:
                 params["quality"] = self.quality
         else:
-            params = {"table": "/".join(f"{v:g}" for v in self.table.flatten().tolist())}
-        params.update(pad=self.pad, clip=self.clip, gradient=self.gradient)
-        if self.compute_dtype is not None:
-            params["dtype"] = _dtype_name(self.compute_dtype)
+            params = {"table": _table_string(self.table)}
         return params
+
+
+def _table_string(table: torch.Tensor) -> str:
+    return "/".join(f"{v:g}" for v in table.flatten().tolist())
+
+
+def _table_name(table: Any) -> str | None:
+    """How a ``luma``/``chroma`` argument is written in a spec: ``ijg`` or its steps."""
+    if table is None or isinstance(table, str):
+        return table
+    return _table_string(check_table(table))
+
+
+def _refuse_ycbcr_settings(space: str, subsample: str, luma: Any, chroma: Any) -> None:
+    """Settings of the YCbCr space given with another space: a clear error, not ignored."""
+    given = [k for k, v in (("luma", luma), ("chroma", chroma)) if v is not None]
+    given += ["subsample"] if subsample != "444" else []
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: only with space='ycbcr' (JPEG's luma and chroma planes), "
+            f"got space={space!r}; add space=ycbcr or drop {', '.join(given)}"
+        )
+
+
+def _plane_table(name: str, value: Any) -> torch.Tensor:
+    """A ``luma``/``chroma`` argument as an ``(8, 8)`` table (``"ijg"``: the standard one)."""
+    kind = "luma" if name == "luma" else "chroma"
+    if isinstance(value, str):
+        if value == "ijg":
+            return ijg_table(kind)
+        try:
+            value = parse_table_string(value)
+        except ValueError:
+            raise ValueError(
+                f"{name}: expected 'ijg' (the standard table) or 64 steps s0/s1/.../s63, "
+                f"got {value[:40]!r}"
+            ) from None
+    t = check_table(value)
+    if t.shape != (8, 8):
+        raise ValueError(f"{name}: expected 'ijg' or one (8, 8) table, got shape {tuple(t.shape)}")
+    return t
+
+
+def _ycbcr_table(table: torch.Tensor, luma: Any, chroma: Any) -> torch.Tensor:
+    """The (Y, Cb, Cr) table: ``table`` with its Y or Cb, Cr planes replaced."""
+    if table.ndim == 3 and table.shape[0] != 3:
+        raise ValueError(
+            f"table: expected (8, 8) or (3, 8, 8) (Y, Cb, Cr) steps in space='ycbcr', got "
+            f"{tuple(table.shape)}"
+        )
+    if luma is None and chroma is None:
+        return table
+    if table.ndim == 3:
+        raise ValueError("table: give a (3, 8, 8) table or luma=/chroma=, not both")
+    out = table.expand(3, 8, 8).clone()
+    if luma is not None:
+        out[0] = _plane_table("luma", luma)
+    if chroma is not None:
+        out[1:] = _plane_table("chroma", chroma)
+    return out
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str:

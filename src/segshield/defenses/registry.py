@@ -9,7 +9,9 @@ module parses.
 Spec grammar: ``NAME`` or ``NAME:KEY=VALUE[,KEY=VALUE...]``; booleans are
 ``true/false``; FR's custom table is ``table=s0/s1/.../s63`` (row-major, 64 steps per
 channel) or ``file=PATH`` (a JSON file from ``FrequencyRefinement.to_file``; the path
-must not contain ``,``).
+must not contain ``,``). ``fr:space=ycbcr`` runs FR on JPEG's luma and chroma planes: without band
+steps, ``table=`` or ``file=`` it uses the IJG tables (``luma=ijg,chroma=ijg``), so
+``fr:space=ycbcr,quality=50,subsample=420`` is JPEG q50 without entropy coding.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def _fr_params(
     dtype: str = "auto",
     table: str | None = None,
     file: str | None = None,
+    space: str | None = None,
+    subsample: str | None = None,
+    luma: str | None = None,
+    chroma: str | None = None,
 ) -> None:
     """Frequency Refinement (Liu et al. 2020)"""
 
@@ -70,6 +76,9 @@ def _fr(**kw: Any) -> FrequencyRefinement:
     """FR from the keys given in the spec (:func:`_fr_params` declares them): the
     table-based forms must know which settings were given, not their defaults."""
     table, path = kw.pop("table", None), kw.pop("file", None)
+    for key in ("space", "subsample"):  # None: the class default (rgb, 444), as RGB specs
+        if kw.get(key, "") is None:
+            del kw[key]
     if "dtype" in kw:
         kw["compute_dtype"] = _parse_dtype(kw.pop("dtype"))
     band_keys = sorted(set(kw) & {"pd", "ac", "gd", "pd_size", "ac_size"})
@@ -80,6 +89,10 @@ def _fr(**kw: Any) -> FrequencyRefinement:
             f"fr: band parameters {band_keys} cannot be combined with table= or file=; "
             "the table already fixes every step"
         )
+    if kw.get("space") == "ycbcr" and not band_keys and table is None and path is None:
+        # JPEG's tables unless bands or a table are given: fr:space=ycbcr,quality=50
+        kw.setdefault("luma", "ijg")
+        kw.setdefault("chroma", "ijg")
     if path is not None:
         return FrequencyRefinement.from_file(path, **kw)
     if table is not None:
@@ -110,6 +123,10 @@ DEFENSES.register(
         "dtype": "arithmetic: auto | float32 | float64",
         "table": "custom table: 64 (or 64*C) steps s0/s1/... row-major",
         "file": "custom table: JSON file from FrequencyRefinement.to_file",
+        "space": "colour space: rgb (the paper's; default) | ycbcr (JPEG's luma and chroma)",
+        "subsample": "ycbcr: chroma 444 (full; default) | 420 (2x2, as JPEG)",
+        "luma": "ycbcr: Y table, ijg or 64 steps (default ijg without bands or table)",
+        "chroma": "ycbcr: Cb, Cr table, ijg or 64 steps (default ijg without bands or table)",
     },
 )
 DEFENSES.register(

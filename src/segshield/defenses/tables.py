@@ -33,6 +33,10 @@ __all__ = [
     "check_table",
     "scale_table",
     "zigzag_table",
+    "IJG_LUMA",
+    "IJG_CHROMA",
+    "ijg_table",
+    "jpeg_quality_table",
 ]
 
 #: The FR paper's steps ``(pd, ac, gd)`` on the 0..255 scale (its demo script; the class
@@ -45,6 +49,25 @@ PAPER_BANDS: tuple[int, int] = (2, 4)
 PAPER_SPEC: str = "fr:" + ",".join(
     f"{key}={format_value(step)}" for key, step in zip(("pd", "ac", "gd"), PAPER_STEPS, strict=True)
 )
+#: The IJG (libjpeg) standard luminance table, ITU T.81 Annex K.1, row-major ``[u, v]``:
+#: JPEG's quality 50 luma table.
+IJG_LUMA: tuple[int, ...] = (
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+#: The IJG standard chrominance table, ITU T.81 Annex K.1 (JPEG's quality 50 chroma table).
+IJG_CHROMA: tuple[int, ...] = (
+    17, 18, 24, 47, 99, 99, 99, 99,
+    18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99,
+) + (99,) * 32  # fmt: skip
 #: Band layouts of :func:`band_table`.
 TABLE_LAYOUTS = ("square", "zigzag")
 
@@ -211,3 +234,67 @@ def check_table(table: Any) -> torch.Tensor:
             "a zero step would divide by zero"
         )
     return t
+
+
+def ijg_table(kind: str, quality: int | None = None) -> torch.Tensor:
+    """The IJG standard luma or chroma table, optionally at a JPEG quality.
+
+    Reference: ITU T.81 Annex K.1; libjpeg's quality scaling (:func:`jpeg_quality_table`),
+    so ``ijg_table("luma", q)`` is the table libjpeg (and Pillow) writes at quality ``q``.
+
+    Args:
+        kind: ``"luma"`` or ``"chroma"``.
+        quality: integer in [1, 100], or None (the standard table, quality 50).
+
+    Shape:
+        Output: ``(8, 8)`` float64.
+
+    Returns:
+        The table.
+
+    Raises:
+        ValueError: a bad ``kind`` or ``quality``.
+
+    Example:
+        >>> ijg_table("luma")[0, 0].item(), ijg_table("chroma", 90)[0, 0].item()
+        (16.0, 3.0)
+    """
+    check_choice("kind", kind, ("luma", "chroma"))
+    t = torch.tensor(IJG_LUMA if kind == "luma" else IJG_CHROMA, dtype=torch.float64)
+    t = t.reshape(8, 8)
+    return t if quality is None else jpeg_quality_table(t, quality)
+
+
+def jpeg_quality_table(table: Any, quality: int) -> torch.Tensor:
+    """libjpeg's quality scaling exactly: integer factor, baseline steps (1..255).
+
+    ``s = 5000 // q`` for ``q < 50`` else ``200 - 2 q``; each step becomes
+    ``(s · Q + 50) // 100`` clipped to [1, 255] (``jpeg_set_quality`` with
+    ``force_baseline``, as Pillow calls it). It differs from :func:`scale_table` (the
+    float factor ``5000 / q``, no upper cap; FR's ``quality`` in RGB) only below quality
+    50 where 5000 / q is not an integer, and where a step would exceed 255. FR in YCbCr
+    scales with this one.
+
+    Args:
+        table: steps ``(8, 8)`` or ``(C, 8, 8)``, > 0.
+        quality: integer in [1, 100].
+
+    Shape:
+        Output: same as ``table`` (float64).
+
+    Returns:
+        The scaled table.
+
+    Raises:
+        TypeError: ``quality`` not an integer.
+        ValueError: ``quality`` out of range or a bad table.
+
+    Example:
+        >>> jpeg_quality_table(ijg_table("luma"), 30)[0, 0].item()  # (166 * 16 + 50) // 100
+        27.0
+    """
+    check_number("quality", quality, low=1, high=100, integer=True)
+    t = check_table(table)
+    q = int(quality)
+    s = 5000 // q if q < 50 else 200 - 2 * q
+    return torch.clamp(torch.floor((s * t + 50.0) / 100.0), min=1.0, max=255.0)

@@ -7,7 +7,9 @@ loss bound holds with a margin of ``n_se`` standard errors of the per-image loss
 (paired with the paper table's losses when the bound is the paper's): on a few dozen
 validation images a table's benign loss is noisy. Candidates rank feasible first, then
 by higher recovery, lower benign loss and their key. Every score goes through the
-search's :class:`~segshield.tuning.cache.EvalCache`.
+search's :class:`~segshield.tuning.cache.EvalCache`. RGB tables are scored many at a
+time (:func:`~segshield.tuning.scoring.tables_dice`), YCbCr ones one by one through
+their :class:`~segshield.defenses.fr.FrequencyRefinement` (:func:`candidates_dice`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 import torch
 
 from segshield.tuning.cache import EvalCache
-from segshield.tuning.quantize import apply_tables
 from segshield.tuning.scoring import adversarial_examples, tables_dice, variant_dice
 from segshield.tuning.space import Candidate, stack_tables
 
@@ -28,10 +29,59 @@ __all__ = [
     "Evaluator",
     "Feasibility",
     "adaptive_recovery",
+    "candidates_dice",
     "mean_se",
     "paired_difference",
     "upper_bound",
 ]
+
+
+@torch.no_grad()
+def candidates_dice(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    cands: Sequence[Candidate],
+    regions: dict[str, tuple[int, ...]],
+    *,
+    pad: str = "edge",
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Dice of ``model`` on ``images`` refined by each candidate table, any colour space.
+
+    RGB candidates go through the batched :func:`~segshield.tuning.scoring.tables_dice`
+    (as always); YCbCr candidates through their own FR (:meth:`Candidate.defense`), so
+    every score is the deployed defence's.
+
+    Args:
+        model: segmentation model on ``[0, 1]`` images.
+        images: ``(B, C, H, W)`` in ``[0, 1]``; masks: ``(B, H, W)``.
+        cands: the candidates.
+        regions: Dice regions.
+        pad: FR padding (default ``"edge"``).
+        batch_size: images per forward pass (default 32).
+
+    Shape:
+        Returns ``(V, B)`` float64 on the CPU, in the order of ``cands``.
+
+    Example:
+        >>> from segshield.tuning.space import PAPER_CANDIDATE, PAPER_YCBCR
+        >>> net = torch.nn.Conv2d(3, 1, 3, padding=1)
+        >>> x = torch.rand(2, 3, 16, 16); m = (x[:, 0] > 0.5).long()
+        >>> candidates_dice(net, x, m, [PAPER_CANDIDATE, PAPER_YCBCR], {"fg": (1,)}).shape
+        torch.Size([2, 2])
+    """
+    out = torch.empty(len(cands), images.shape[0], dtype=torch.float64)
+    rgb = [i for i, c in enumerate(cands) if c.space == "rgb"]
+    if rgb:
+        tables = stack_tables([cands[i] for i in rgb], images.shape[1])
+        kw = {"pad": pad, "batch_size": batch_size}
+        out[rgb] = tables_dice(model, images, masks, tables, regions, **kw)
+    for i, c in enumerate(cands):
+        if c.space != "rgb":
+            refined = c.defense(pad).transform(images)
+            out[i] = variant_dice(model, refined, masks, regions, batch_size)[0]
+    return out
 
 
 def nan_mean(t: torch.Tensor) -> float:
@@ -201,14 +251,26 @@ class Evaluator:
         return [self.seen[c.key()] for c in cands]
 
     def _score(self, todo: list[Candidate]) -> None:
-        tables = stack_tables(todo, self.images.shape[1])
-        if self.scorer is None:
-            kw = {"pad": self.pad, "batch_size": self.batch_size}
-            benign = tables_dice(self.model, self.images, self.masks, tables, self.regions, **kw)
-            rec = tables_dice(self.model, self.adv, self.masks, tables, self.regions, **kw)
-        else:
+        # RGB tables go to the table scorer (Ray tasks) when there is one; YCbCr candidates,
+        # and every candidate without a scorer, are scored here through their own FR
+        n, kw = self.images.shape[0], {"pad": self.pad, "batch_size": self.batch_size}
+        remote = [i for i, c in enumerate(todo) if c.space == "rgb" and self.scorer is not None]
+        local = [i for i in range(len(todo)) if i not in set(remote)]
+        benign = torch.empty(len(todo), n, dtype=torch.float64)
+        rec = torch.empty(len(todo), n, dtype=torch.float64)
+        if remote:
+            tables = stack_tables([todo[i] for i in remote], self.images.shape[1])
             args = (self.masks, tables, self.regions, self.pad, self.batch_size)
-            benign, rec = self.scorer(self.model, self.images, self.adv, *args)
+            b, r = self.scorer(self.model, self.images, self.adv, *args)
+            benign[remote], rec[remote] = b.double().cpu(), r.double().cpu()
+        if local:
+            cands = [todo[i] for i in local]
+            benign[local] = candidates_dice(
+                self.model, self.images, self.masks, cands, self.regions, **kw
+            )
+            rec[local] = candidates_dice(
+                self.model, self.adv, self.masks, cands, self.regions, **kw
+            )
         for i, c in enumerate(todo):
             loss = self.clean - benign[i]
             value = {
@@ -244,9 +306,8 @@ def adaptive_recovery(
         ev.n_cached += 1
         return hit["recovered_dice"]
     from segshield.attacks import Defended
-    from segshield.defenses.fr import FrequencyRefinement
 
-    defense = FrequencyRefinement.from_table(cand.table(), pad=ev.pad)
+    defense = cand.defense(ev.pad)
     adv = adversarial_examples(
         Defended(model, defense),
         ev.images,
@@ -256,9 +317,8 @@ def adaptive_recovery(
         seed=seed,
         batch_size=ev.batch_size,
     )
-    with torch.no_grad():
-        refined = apply_tables(adv, cand.table().unsqueeze(0), pad=ev.pad)
-        d = variant_dice(model, refined, ev.masks, ev.regions, ev.batch_size)[0]
+    kw = {"pad": ev.pad, "batch_size": ev.batch_size}
+    d = candidates_dice(model, adv, ev.masks, [cand], ev.regions, **kw)[0]
     value = {"recovered_dice": nan_mean(d)}
     store.put("adaptive", cand.key(), value)
     ev.n_new += 1

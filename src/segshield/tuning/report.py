@@ -4,7 +4,10 @@ The tuned and the paper's table (Liu et al., MICCAI 2020; docs/ALGORITHMS.md §2
 scored on the held-out split beside no defence and JPEG, with the per-image paired
 difference tuned minus paper (mean and standard error), and so are the tables of the
 validation Pareto front (or, on request, every table of the search) for a held-out
-trade-off plot. :class:`TuneResult` is the outcome, written as an FR table file that
+trade-off plot. With several colour spaces searched, the best table of each is reported
+too (``tuned:rgb``, ``tuned:ycbcr``); every FR row is compared with every JPEG quality
+on the same held-out images (:func:`jpeg_comparison`). :class:`TuneResult` is the
+outcome, written as an FR table file that
 :meth:`~segshield.defenses.fr.FrequencyRefinement.from_file` reads.
 """
 
@@ -19,15 +22,21 @@ import torch
 
 from segshield._version import __version__
 from segshield.tuning.config import TuneConfig, TuneData
-from segshield.tuning.objective import nan_mean, paired_difference
+from segshield.tuning.objective import candidates_dice, nan_mean, paired_difference
 from segshield.tuning.pareto import dominating, pareto_front
-from segshield.tuning.scoring import tables_dice, variant_dice
-from segshield.tuning.space import PAPER_CANDIDATE, Candidate, stack_tables
+from segshield.tuning.scoring import variant_dice
+from segshield.tuning.space import PAPER_CANDIDATE, Candidate
 
-__all__ = ["TuneResult", "heldout_report", "tables_beating_paper", "evaluation_rows"]
+__all__ = [
+    "TuneResult",
+    "heldout_report",
+    "jpeg_comparison",
+    "tables_beating_paper",
+    "evaluation_rows",
+]
 
 # Entries of the tune JSON that FrequencyRefinement.to_file writes itself.
-_FR_KEYS = ("format", "version", "table", "pad")
+_FR_KEYS = ("format", "version", "table", "pad", "space", "subsample")
 
 
 @dataclass
@@ -45,6 +54,8 @@ class TuneResult:
             ``benign_loss`` and ``recovered_dice``: ``mean``, standard error ``se`` and
             ``n`` images. A gap within about two standard errors is not told apart from
             noise.
+        jpeg_comparison: each FR row of ``heldout`` against each JPEG quality there
+            (:func:`jpeg_comparison`); empty without JPEG qualities.
         pareto: held-out rows of the named defences (``kind`` ``"named"``), of the
             validation Pareto front (``"front"``) and of the tuned table, or with
             ``heldout_all`` every table, when not on that front (``"scored"``), with
@@ -66,6 +77,7 @@ class TuneResult:
     n_cached: int
     seed: int
     config: dict[str, Any] = field(default_factory=dict)
+    jpeg_comparison: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON written by ``segshield tune`` (loadable by ``FrequencyRefinement``)."""
@@ -75,6 +87,7 @@ class TuneResult:
             "segshield_version": __version__,
             "table": self.table.tolist(),
             "pad": self.config.get("pad", "edge"),
+            **self._space_entries(),
             "layout": asdict(self.candidate),
             "feasible": self.feasible,
             "seed": self.seed,
@@ -82,15 +95,22 @@ class TuneResult:
             "validation": self.validation,
             "heldout": self.heldout,
             "heldout_difference": self.heldout_difference,
+            "jpeg_comparison": self.jpeg_comparison,
             "pareto": self.pareto,
             "evaluations": {"new": self.n_evaluated, "cached": self.n_cached},
         }
+
+    def _space_entries(self) -> dict[str, str]:
+        """``space`` and ``subsample`` as the FR table file has them (none for RGB)."""
+        c = self.candidate
+        return {} if c.space == "rgb" else {"space": c.space, "subsample": c.subsample}
 
     def defense(self):
         """The tuned table as a :class:`~segshield.defenses.fr.FrequencyRefinement`."""
         from segshield.defenses.fr import FrequencyRefinement
 
-        return FrequencyRefinement.from_table(self.table, pad=self.config.get("pad", "edge"))
+        pad = self.config.get("pad", "edge")
+        return FrequencyRefinement.from_table(self.table, pad=pad, **self._space_entries())
 
     def to_file(self, path: str | Path, **config: Any) -> None:
         """Write the tune JSON through :meth:`FrequencyRefinement.to_file` (atomically).
@@ -157,6 +177,66 @@ def tables_beating_paper(pareto: Sequence[dict[str, Any]]) -> tuple[list[dict[st
     return [tables[j - 1] for j in dominating(points, 0)], len(tables)
 
 
+def jpeg_comparison(
+    heldout: dict[str, dict[str, float]],
+    per_image: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> dict[str, Any]:
+    """Each FR row of a held-out table against each JPEG quality there.
+
+    For an FR row: ``dominates`` (the JPEG labels it dominates: benign loss lower or
+    equal and recovered Dice higher or equal), ``dominates_every_jpeg``, ``target_met``
+    (some JPEG quality is at least as lossy, and none of those recovers more: an FR
+    lossier than every JPEG quality does not meet it), ``beaten_by`` (the JPEG labels at
+    least as lossy that recover more) and,
+    with ``per_image``, ``paired`` differences FR minus JPEG, per image (mean, standard
+    error, n) of ``benign_loss`` and ``recovered_dice``.
+
+    Args:
+        heldout: rows ``label -> {"benign_loss", "recovered_dice", ...}``; the JPEG rows
+            are labelled ``jpeg:q=..``, the FR rows are the others but ``identity``.
+        per_image: optional ``label -> (benign Dice, recovered Dice)`` per image.
+
+    Returns:
+        ``{fr_label: {...}}``; empty without JPEG rows.
+
+    Example:
+        >>> rows = {"tuned": {"benign_loss": 0.01, "recovered_dice": 0.5},
+        ...     "jpeg:q=50": {"benign_loss": 0.02, "recovered_dice": 0.4},
+        ...     "jpeg:q=90": {"benign_loss": 0.005, "recovered_dice": 0.45}}
+        >>> c = jpeg_comparison(rows)["tuned"]
+        >>> c["dominates"], c["target_met"], c["beaten_by"], c["dominates_every_jpeg"]
+        (['jpeg:q=50'], True, [], False)
+    """
+    jpegs = [k for k in heldout if k.startswith("jpeg:")]
+    if not jpegs:
+        return {}
+    out: dict[str, Any] = {}
+    for label, fr in heldout.items():
+        if label == "identity" or label in jpegs:
+            continue
+        ben, rec = fr["benign_loss"], fr["recovered_dice"]
+        as_lossy = [j for j in jpegs if heldout[j]["benign_loss"] >= ben]
+        beaten = [j for j in as_lossy if heldout[j]["recovered_dice"] > rec]
+        dominated = [j for j in as_lossy if heldout[j]["recovered_dice"] <= rec]
+        entry: dict[str, Any] = {
+            "dominates": dominated,
+            "dominates_every_jpeg": len(dominated) == len(jpegs),
+            "target_met": bool(as_lossy) and not beaten,
+            "beaten_by": beaten,
+        }
+        if per_image is not None and label in per_image:
+            (fb, fr_rec) = per_image[label]
+            entry["paired"] = {
+                j: {
+                    "benign_loss": paired_difference(per_image[j][0], fb),
+                    "recovered_dice": paired_difference(fr_rec, per_image[j][1]),
+                }
+                for j in jpegs
+            }
+        out[label] = entry
+    return out
+
+
 def _row(clean: torch.Tensor, benign: torch.Tensor, recovered: torch.Tensor) -> dict[str, float]:
     return {
         "benign_loss": nan_mean(clean - benign),
@@ -165,19 +245,16 @@ def _row(clean: torch.Tensor, benign: torch.Tensor, recovered: torch.Tensor) -> 
     }
 
 
-def _score_transform(
-    model, transform: Callable, data: TuneData, adv, clean, regions, bs
-) -> dict[str, float]:
-    """Held-out row of a defence given as an image transform (e.g. JPEG)."""
+def _score_transform(model, transform: Callable, data: TuneData, adv, regions, bs) -> torch.Tensor:
+    """Per-image benign and recovered Dice ``(2, B)`` of a defence given as a transform."""
     with torch.no_grad():
-        d = variant_dice(
+        return variant_dice(
             model,
             torch.stack([transform(data.heldout_images), transform(adv)]),
             data.heldout_masks,
             regions,
             bs,
         )
-    return _row(clean, d[0], d[1])
 
 
 def _pareto_rows(
@@ -211,6 +288,7 @@ def heldout_report(
     tuned: Candidate,
     regions: dict[str, tuple[int, ...]],
     config: TuneConfig,
+    per_space: dict[str, Candidate] | None = None,
 ) -> dict[str, Any]:
     """Held-out rows, the paired tuned-minus-paper difference and the Pareto rows.
 
@@ -223,23 +301,26 @@ def heldout_report(
         regions: Dice regions.
         config: the search settings (``pad``, ``batch_size``, ``jpeg_qualities``,
             ``heldout_all``).
+        per_space: the best table of each colour space searched, reported as
+            ``tuned:SPACE`` rows; default None (none).
 
     Returns:
-        The :class:`TuneResult` fields ``heldout``, ``heldout_difference`` and ``pareto``.
+        The :class:`TuneResult` fields ``heldout``, ``heldout_difference``,
+        ``jpeg_comparison`` and ``pareto``.
     """
     bs = config.batch_size
     points = [(r["benign_loss"], r["recovered_dice"]) for r in rows]
     front = [rows[i]["candidate"] for i in pareto_front(points)]
     # Tables scored on the held-out split besides the front: the tuned one, or all.
     scored = [r["candidate"] for r in rows] if config.heldout_all else [tuned]
-    cands = list(dict.fromkeys([PAPER_CANDIDATE, tuned, *front, *scored]))
+    per_space = per_space or {}
+    cands = list(dict.fromkeys([PAPER_CANDIDATE, tuned, *per_space.values(), *front, *scored]))
     images, masks = data.heldout_images, data.heldout_masks
     with torch.no_grad():
         clean = variant_dice(model, images, masks, regions, bs)[0]
-        tables = stack_tables(cands, data.channels)
         kw = {"pad": config.pad, "batch_size": bs}
-        ben = tables_dice(model, images, masks, tables, regions, **kw)
-        rec = tables_dice(model, adversarial, masks, tables, regions, **kw)
+        ben = candidates_dice(model, images, masks, cands, regions, **kw)
+        rec = candidates_dice(model, adversarial, masks, cands, regions, **kw)
         adv_dice = variant_dice(model, adversarial, masks, regions, bs)[0]
     by_key = {c.key(): _row(clean, ben[i], rec[i]) for i, c in enumerate(cands)}
     # Per-image paired differences, tuned minus paper: is the gap larger than its noise?
@@ -257,13 +338,23 @@ def heldout_report(
     }
     heldout["paper"] = by_key[PAPER_CANDIDATE.key()]
     heldout["tuned"] = by_key[tuned.key()]
+    labels = {"paper": PAPER_CANDIDATE, "tuned": tuned}
+    for name, c in per_space.items():
+        heldout[f"tuned:{name}"] = by_key[c.key()]
+        labels[f"tuned:{name}"] = c
+    per_image = {k: (ben[cands.index(c)], rec[cands.index(c)]) for k, c in labels.items()}
     if config.jpeg_qualities:
         from segshield.defenses import get_defense
 
         for q in config.jpeg_qualities:
-            d = get_defense(f"jpeg:q={int(q)}")
-            heldout[f"jpeg:q={int(q)}"] = _score_transform(
-                model, d, data, adversarial, clean, regions, bs
-            )
+            label = f"jpeg:q={int(q)}"
+            d = _score_transform(model, get_defense(label), data, adversarial, regions, bs)
+            heldout[label] = _row(clean, d[0], d[1])
+            per_image[label] = (d[0], d[1])
     pareto = _pareto_rows(heldout, front, scored, by_key)
-    return {"heldout": heldout, "heldout_difference": difference, "pareto": pareto}
+    return {
+        "heldout": heldout,
+        "heldout_difference": difference,
+        "jpeg_comparison": jpeg_comparison(heldout, per_image),
+        "pareto": pareto,
+    }

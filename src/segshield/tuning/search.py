@@ -1,22 +1,25 @@
 """Search the FR quantisation table for a data set and model (seeded, resumable, cheap).
 
 Liu et al. (MICCAI 2020) hand-picked three bands (PD, AC, GD) and their steps. This
-search tunes the band layout, the steps and, for colour images, a factor per channel
-(:mod:`segshield.tuning.space`) to maximise the recovered Dice under an attack, subject
-to a benign Dice loss bound on a validation split (:mod:`segshield.tuning.objective`),
-then reports the tuned and the paper's table on a held-out split
-(:mod:`segshield.tuning.report`). docs/ALGORITHMS.md §2 describes FR.
+search tunes the band layout, the steps and, for colour images, a factor per channel or
+the colour space (RGB, or luma and chroma; :mod:`segshield.tuning.space`) to maximise
+the recovered Dice under an attack, subject to a benign Dice loss bound on a validation
+split (:mod:`segshield.tuning.objective`), then reports the tuned and the paper's table
+on a held-out split (:mod:`segshield.tuning.report`). docs/ALGORITHMS.md §2 describes
+FR.
 
-Method: adversarial images are computed once per split (attack on the undefended
-model); each candidate table is then a batched FR pass plus a model forward. A seeded
-random sample of the grid (always including the paper's table) is followed by
-coordinate descent on the best feasible candidate. Feasible means the benign-loss bound
-holds with a margin of ``benign_se`` standard errors of the per-image losses (paired with
-the paper table's losses when the bound is the paper's), because on a few dozen
-validation images a table's benign loss is noisy. Optionally, the few best candidates
-are re-scored against an adaptive BPDA attack on the defended model (docs/ALGORITHMS.md
-§4), and the final choice maximises the worse of the two recoveries. Every evaluation
-goes to a JSON-lines cache, so a rerun skips what was already evaluated.
+Method: adversarial images are computed once per split (attack on the undefended model);
+each candidate table is then a batched FR pass plus a model forward. A seeded random
+sample of the grid (always including the paper's table, and with the YCbCr space the
+paper's table on luma and chroma) is followed by coordinate descent on the best feasible
+candidate, in each colour space searched (the budget left shared equally). Feasible
+means the benign-loss bound holds with a margin of ``benign_se`` standard errors of the
+per-image losses (paired with the paper table's losses when the bound is the paper's),
+because on a few dozen validation images a table's benign loss is noisy. Optionally, the
+few best candidates are re-scored against an adaptive BPDA attack on the defended model
+(docs/ALGORITHMS.md §4), and the final choice maximises the worse of the two recoveries.
+Every evaluation goes to a JSON-lines cache, so a rerun skips what was already
+evaluated.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import warnings
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +133,12 @@ def tune_table(
     validation = {"tuned": _validation_row(chosen), "paper": _validation_row(paper_row)}
     # 4. Held-out report: identity, paper, tuned, JPEG, and the validation Pareto front.
     rows = list(ev.seen.values())
-    report = _report.heldout_report(model, data, held_adv, rows, tuned, regions, config)
+    best = _best_per_space(ranked) if len(config.space.searched_spaces(data.channels)) > 1 else {}
+    if best:  # the best table of each colour space, as defence specs
+        record["tuned_per_space"] = {k: c.defense(config.pad).spec() for k, c in best.items()}
+    report = _report.heldout_report(
+        model, data, held_adv, rows, tuned, regions, config, per_space=best
+    )
     heldout = report["heldout"]
     log.info(
         "tuned table: %s; held-out recovered Dice %.4f (paper %.4f), benign loss %.4f "
@@ -224,29 +232,47 @@ def _coarse_sample(space: SearchSpace, channels: int, budget: int, seed: int) ->
     """The paper's table and a seeded sample of about ``budget / 2`` grid points."""
     rng = random.Random(seed)
     paper = _space.PAPER_CANDIDATE
+    spaces = space.searched_spaces(channels)
+    # the paper's RGB table always (the bound is its loss), and its YCbCr version
+    firsts = [paper] + ([_space.PAPER_YCBCR] if "ycbcr" in spaces else [])
     shared = [c for c in space.shared_candidates() if c != paper]
-    scales = space.scale_choices(channels)
-    drawn = rng.sample(shared, min(len(shared), max(0, budget // 2 - 1)))
-    coarse = [paper] + [replace(c, channel_scales=rng.choice(scales)) for c in drawn]
+    drawn = rng.sample(shared, min(len(shared), max(0, budget // 2 - len(firsts))))
+    if spaces == ("rgb",):  # the draws of the search before colour spaces
+        coarse = firsts + [space.dress(c, "rgb", rng, channels) for c in drawn]
+    else:
+        coarse = firsts + [space.dress(c, rng.choice(spaces), rng, channels) for c in drawn]
     return list(dict.fromkeys(coarse))[:budget]
 
 
 def _descend(
     ev: Evaluator, space: SearchSpace, channels: int, budget: int, objective: Feasibility
 ) -> list[dict[str, Any]]:
-    """Coordinate descent within the budget; every row seen, best first."""
+    """Coordinate descent within the budget, from the best of each colour space in turn
+    (each gets an equal share of the budget left); every row seen, best first."""
     rank = objective.rank_key
-    best = min(ev.seen.values(), key=rank)
-    while len(ev.seen) < budget:
-        fresh = [n for n in space.neighbours(best["candidate"], channels) if n.key() not in ev.seen]
-        fresh = fresh[: budget - len(ev.seen)]
-        if not fresh:
-            break
-        top = min(ev.evaluate(fresh), key=rank)
-        if rank(top) >= rank(best):
-            break
-        best = top
+    seen_spaces = {r["candidate"].space for r in ev.seen.values()}
+    spaces = [s for s in space.searched_spaces(channels) if s in seen_spaces]
+    for i, name in enumerate(spaces):
+        limit = len(ev.seen) + (budget - len(ev.seen)) // (len(spaces) - i)
+        best = min((r for r in ev.seen.values() if r["candidate"].space == name), key=rank)
+        while len(ev.seen) < limit:
+            moves = space.neighbours(best["candidate"], channels)
+            fresh = [n for n in moves if n.key() not in ev.seen][: limit - len(ev.seen)]
+            if not fresh:
+                break
+            top = min(ev.evaluate(fresh), key=rank)
+            if rank(top) >= rank(best):
+                break
+            best = top
     return sorted(ev.seen.values(), key=rank)
+
+
+def _best_per_space(ranked: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best candidate of each colour space in ``ranked`` (rows, best first)."""
+    out: dict[str, Any] = {}
+    for row in ranked:
+        out.setdefault(row["candidate"].space, row["candidate"])
+    return out
 
 
 def _adaptive_choice(
