@@ -2,10 +2,11 @@
 
 ``run_demo`` is the README's main job (``make demo``): phantom dermoscopy and fundus
 sets (:data:`DEMO_DATASETS`; the fundus set is the disc-centred region of interest that
-optic disc and cup segmentation works on), a small model per set trained once and cached (keyed by a hash of its training
-settings), ASMA (Ozbulak et al., MICCAI 2019) plus an adaptive BPDA attack, and the FR
-paper's table (Liu et al., MICCAI 2020) against JPEG q in {50, 75, 90}, Feature
-Distillation, bit-depth reduction, median filtering and no defence.
+optic disc and cup segmentation works on), a small model per set trained once and
+cached (keyed by a hash of its training settings), ASMA (Ozbulak et al., MICCAI 2019)
+plus an adaptive BPDA attack, and the FR paper's table (Liu et al., MICCAI 2020)
+against JPEG q in {50, 75, 90}, Feature Distillation, bit-depth reduction, median
+filtering and no defence.
 
 ``run_reproduce`` applies the same protocol to a real data set (ISIC 2017, ORIGA or
 the PaddleSeg optic-disc set): train on the training split, attack the validation
