@@ -40,6 +40,7 @@ TASKS = tuple(CLASS_NAMES)
 #: data-set kind -> the task its items are labelled for.
 KIND_TASK = {
     "phantom-fundus": "glaucoma",
+    "phantom-fundus-roi": "glaucoma",
     "drishti": "glaucoma",
     "refuge": "glaucoma",
     "origa": "glaucoma",

@@ -14,15 +14,26 @@ cup inside the disc, so the masks' vertical CDR equals ``cdr`` up to rasterisati
 (about one pixel over each diameter). Masks: 0 background, 1 rim (disc minus cup),
 2 cup (docs/ALGORITHMS.md §1). Each image is drawn from
 ``numpy.random.default_rng([seed, index, 2])``.
+
+Two views: ``"full"`` (default) is the whole photograph, the disc about a sixth of the
+field wide; ``"roi"`` is the disc-centred region of interest that optic disc and cup
+segmentation works on (REFUGE, ORIGA and Drishti-GS pipelines crop one): the same
+photograph drawn at ``1 / ROI_FRACTION`` times the size and cropped to a square of
+:data:`ROI_FRACTION` of its side around the disc, the crop's centre moved by up to a
+tenth of its side from the disc's centre (drawn from ``default_rng([seed, index, 2,
+1])``, so the full view's numbers are unchanged). The disc then spans about 40 to 55%
+of the crop's height, so its vertical CDR is resolved at small sizes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from segshield._checks import check_choice, check_number
 from segshield.data._render import (
     blend,
     blur,
+    parse_size,
     phantom_canvas,
     smooth_noise,
     stroke_layer,
@@ -30,7 +41,12 @@ from segshield.data._render import (
 )
 from segshield.data.phantom_derm import Phantom
 
-__all__ = ["make_fundus_phantom"]
+__all__ = ["make_fundus_phantom", "VIEWS", "ROI_FRACTION"]
+
+#: ``make_fundus_phantom(view=)`` choices.
+VIEWS = ("full", "roi")
+#: Side of the ``"roi"`` view as a fraction of the full photograph's (shorter) side.
+ROI_FRACTION = 0.4
 
 
 def _vessel_tree(
@@ -74,7 +90,7 @@ def _vessel_tree(
 
 
 def make_fundus_phantom(
-    size: int | tuple[int, int] = 128, *, seed: int = 0, index: int = 0
+    size: int | tuple[int, int] = 128, *, seed: int = 0, index: int = 0, view: str = "full"
 ) -> Phantom:
     """Draw one fundus phantom (retina image, disc/cup mask, CDR label).
 
@@ -87,6 +103,9 @@ def make_fundus_phantom(
             ``numpy.random.default_rng([seed, index, 2])`` (its own
             stream: the dermoscopy phantom of the same ``(seed, index)`` is unrelated).
         index: image index within the data set, ``>= 0``. Default 0.
+        view: ``"full"`` (the whole photograph) or ``"roi"`` (the disc-centred crop, see
+            the module docstring); the same ``(seed, index)`` shows the same eye.
+            Default ``"full"``.
 
     Shape:
         - image: ``(H, W, 3)`` uint8 RGB.
@@ -98,13 +117,20 @@ def make_fundus_phantom(
 
     Raises:
         TypeError: ``seed`` or ``index`` not an integer, ``size`` of the wrong type.
-        ValueError: negative ``seed``/``index`` or a side outside ``[8, 8192]``.
+        ValueError: negative ``seed``/``index``, a side outside ``[8, 8192]`` or an
+            unknown ``view``.
 
     Example:
         >>> p = make_fundus_phantom(64, seed=1, index=0)
         >>> p.image.shape, sorted(set(p.mask.ravel().tolist())), 0.25 <= p.meta["cdr"] <= 0.85
         ((64, 64, 3), [0, 1, 2], True)
+        >>> roi = make_fundus_phantom(64, seed=1, index=0, view="roi")
+        >>> roi.meta == p.meta, bool((roi.mask >= 1).mean() > 3 * (p.mask >= 1).mean())
+        (True, True)
     """
+    check_choice("view", view, VIEWS)
+    if view == "roi":
+        return _roi_view(size, seed, index)
     rng, (h, w), u, v, s = phantom_canvas(size, seed, index, stream=2)
     shape = (h, w)
     img, fov, rr, (fx, fy, fov_r) = _retina(rng, shape, u, v, s)
@@ -156,6 +182,26 @@ def make_fundus_phantom(
     mask = np.where(cup, 2, np.where(disc, 1, 0)).astype(np.uint8)
     mask[fov <= 0.0] = 0
     return Phantom(to_uint8(img), mask, {"cdr": cdr, "glaucoma": int(cdr >= 0.6)})
+
+
+def _roi_view(size: int | tuple[int, int], seed: int, index: int) -> Phantom:
+    """The full view drawn ``1 / ROI_FRACTION`` times larger, cropped around the disc."""
+    h, w = parse_size(size)
+    for side in (h, w):  # the drawing's side stays within parse_size's 8192
+        check_number("size", side, high=int(8192 * ROI_FRACTION), integer=True)
+    full = make_fundus_phantom(
+        (round(h / ROI_FRACTION), round(w / ROI_FRACTION)), seed=seed, index=index
+    )
+    big_h, big_w = full.mask.shape
+    rows = np.nonzero((full.mask >= 1).any(1))[0]
+    cols = np.nonzero((full.mask >= 1).any(0))[0]
+    jy, jx = np.random.default_rng([seed, index, 2, 1]).uniform(-0.1, 0.1, size=2)
+    cy = (rows.min() + rows.max() + 1) / 2 + jy * h
+    cx = (cols.min() + cols.max() + 1) / 2 + jx * w
+    top = int(np.clip(round(cy - h / 2), 0, big_h - h))
+    left = int(np.clip(round(cx - w / 2), 0, big_w - w))
+    crop = (slice(top, top + h), slice(left, left + w))
+    return Phantom(full.image[crop].copy(), full.mask[crop].copy(), dict(full.meta))
 
 
 def _retina(rng: np.random.Generator, shape: tuple[int, int], u, v, s: float):

@@ -6,6 +6,7 @@ Kinds and their masks (docs/ALGORITHMS.md §1, §6):
 | --- | --- | --- | --- |
 | ``phantom-derm`` | none | background, lesion | lesion (1) |
 | ``phantom-fundus`` | none | background, rim, cup | disc (1, 2), cup (2) |
+| ``phantom-fundus-roi`` | none | the same, disc-centred crop | disc (1, 2), cup (2) |
 | ``isic`` | ISIC 2016-2018 Task 1 root | background, lesion | lesion (1) |
 | ``ph2`` | PH2 root | background, lesion | lesion (1) |
 | ``drishti`` | Drishti-GS1 root | background, rim, cup | disc (1, 2), cup (2) |
@@ -82,6 +83,9 @@ _KINDS: dict[str, Kind] = {
     "origa": Kind(origa.index_origa, origa.decode_origa, DISC_CUP),
     "paddleseg": Kind(paddleseg.index_paddleseg, paddleseg.decode_paddleseg, DISC),
     "folder": Kind(folder.index_folder, folder.decode_folder, None),
+    "phantom-fundus-roi": Kind(
+        None, None, DISC_CUP, functools.partial(make_fundus_phantom, view="roi")
+    ),
 }
 
 
