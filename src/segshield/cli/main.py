@@ -78,9 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
+    # other libraries speak at WARNING (fontTools logs every font subset at INFO when
+    # the report writes its PDF figures); segshield's own loggers at the chosen level
     logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    log.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
