@@ -17,7 +17,7 @@ the Ray tasks share one GPU (fractional GPUs) against one process on it.
 Usage::
 
     python benchmarks/bench_executor.py [--quick] [--workers 2] [--threads 1]
-        [--device cpu|cuda] [--gpus-per-task 0] [--samples 128] [--steps 250]
+        [--device cpu|cuda] [--gpus-per-task 0] [--samples 256] [--steps 250]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def compare(a: dict, b: dict) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("Usage::")[0])
     parser.add_argument("--quick", action="store_true", help="a grid ~10x smaller")
-    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=48)
