@@ -27,7 +27,7 @@ from typing import Any
 from segshield._checks import check_choice, check_number
 from segshield.defenses.tables import PAPER_SPEC
 from segshield.evaluation.config import EvalConfig
-from segshield.evaluation.harness import run_evaluation
+from segshield.evaluation.executor import LocalExecutor
 from segshield.evaluation.report import render_report
 from segshield.evaluation.summary import summarize
 
@@ -272,22 +272,14 @@ def _evaluate(
     executor: Any = None,
 ) -> tuple[list[dict[str, Any]], Path]:
     cfg = eval_config(models, datasets, settings, device)
-    if executor is None:
-        store, failed = run_evaluation(cfg, out_dir / "results"), []
-    else:
-        outcome = executor.run(cfg, out_dir / "results")
-        store, failed = outcome.store, outcome.failed
+    outcome = (executor or LocalExecutor()).run(cfg, out_dir / "results")
+    store = outcome.store
     try:
         summary = summarize(store.rows())
         report = render_report(store, out_dir / "report.html", title=title)
     finally:
         store.close()
-    if failed:
-        raise ValueError(
-            f"{len(failed)} cell(s) failed for good: "
-            + "; ".join(f"{cell} ({error})" for cell, error in failed)
-            + f"; the report {report} covers the rest; run again to retry them"
-        )
+    outcome.raise_failed(report)
     return summary, report
 
 

@@ -92,6 +92,23 @@ class GridOutcome:
     cells: int = 0
     task_seconds: float = 0.0
 
+    def raise_failed(self, report: str | Path) -> None:
+        """After the report is written: fail if cells failed for good.
+
+        Raises:
+            ValueError: naming each failed cell and its error, and the report that
+                covers the rest.
+
+        Example:
+            >>> GridOutcome(store=None).raise_failed("report.html")  # nothing failed
+        """
+        if self.failed:
+            raise ValueError(
+                f"{len(self.failed)} cell(s) failed for good: "
+                + "; ".join(f"{cell} ({error})" for cell, error in self.failed)
+                + f"; the report {report} covers the rest; run again to retry them"
+            )
+
 
 class LocalExecutor:
     """Every cell in this process, in order (:func:`run_evaluation`)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from segshield.evaluation.config import EvalConfig
 from segshield.evaluation.demo import DemoSettings, cached_model
-from segshield.evaluation.harness import run_evaluation
+from segshield.evaluation.executor import LocalExecutor
 from segshield.evaluation.protocols import Protocol, evaluation_split, resolved_config
 from segshield.evaluation.report import render_report
 from segshield.evaluation.summary import summarize
@@ -90,11 +90,8 @@ def run_protocol(
     cfg = protocol_eval_config(p, str(ckpt), data_spec, device)
     resolved = resolved_config(p, data_spec)
     out = Path(out_dir)
-    if executor is None:
-        store, failed = run_evaluation(cfg, out / "results"), []
-    else:
-        outcome = executor.run(cfg, out / "results")
-        store, failed = outcome.store, outcome.failed
+    outcome = (executor or LocalExecutor()).run(cfg, out / "results")
+    store = outcome.store
     try:
         store.update_manifest(protocol=resolved)
         summary = summarize(store.rows())
@@ -104,12 +101,7 @@ def run_protocol(
         )
     finally:
         store.close()
-    if failed:
-        raise ValueError(
-            f"{len(failed)} cell(s) failed for good: "
-            + "; ".join(f"{cell} ({error})" for cell, error in failed)
-            + f"; the report {report} covers the rest; run again to retry them"
-        )
+    outcome.raise_failed(report)
     return summary, report
 
 
