@@ -26,3 +26,14 @@ def device(request) -> torch.device:
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def small_ckpt(tmp_path_factory) -> str:
+    """A seeded, untrained ``small`` model (width 2, one sigmoid channel), saved once."""
+    from segshield.models import build_model, save
+
+    torch.manual_seed(0)
+    stem = tmp_path_factory.mktemp("model") / "tiny"
+    save(build_model("small", num_classes=1, width=2), stem)
+    return str(stem.with_suffix(".safetensors"))

@@ -13,41 +13,13 @@ import sys
 import pytest
 import torch
 
+from _grid import grid  # tests/_grid.py
 from segshield.cli.main import main
 from segshield.evaluation.cells import compute_cell, plan_grid, row_key
-from segshield.evaluation.config import EvalConfig
 from segshield.evaluation.estimate import dry_run, planning_run
 from segshield.evaluation.executor import ExecutorSettings, LocalExecutor, get_executor
 from segshield.evaluation.store import ResultStore
 from segshield.utils.throughput import measure_throughput
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from segshield.models import build_model, save
-
-    torch.manual_seed(0)
-    stem = tmp_path_factory.mktemp("model") / "tiny"
-    save(build_model("small", num_classes=1, width=2), stem)
-    return str(stem.with_suffix(".safetensors"))
-
-
-def grid(ckpt: str, **kw) -> EvalConfig:
-    """A small phantom grid: 5 samples in batches of 2 (3 cells), 2 attacks, 3 defences."""
-    settings = dict(
-        models=[ckpt],
-        datasets=["phantom-derm"],
-        size=16,
-        n=20,
-        split="all",
-        limit=5,
-        batch_size=2,
-        attacks=["asma:steps=3"],
-        adaptive=["fgsm:eps=0.03"],
-        defenses=["fr:pd=30,ac=5,gd=60", "median:k=3"],
-    )
-    settings.update(kw)
-    return EvalConfig(**settings)
 
 
 def usage_error(argv: list[str]) -> None:
@@ -68,8 +40,8 @@ def same(a: dict, b: dict) -> bool:
     )
 
 
-def test_cells_computed_apart_give_the_local_rows(ckpt, tmp_path):
-    cfg = grid(ckpt)
+def test_cells_computed_apart_give_the_local_rows(small_ckpt, tmp_path):
+    cfg = grid(small_ckpt)
     outcome = LocalExecutor().run(cfg, tmp_path / "local")
     local = {row_key(r): non_timing(r) for r in outcome.store.rows()}
     outcome.store.close()
@@ -86,8 +58,8 @@ def test_cells_computed_apart_give_the_local_rows(ckpt, tmp_path):
     assert all(same(rows[k], local[k]) for k in local)
 
 
-def test_plan_counts_stored_rows_and_missing_cells(ckpt, tmp_path):
-    cfg = grid(ckpt, limit=4)
+def test_plan_counts_stored_rows_and_missing_cells(small_ckpt, tmp_path):
+    cfg = grid(small_ckpt, limit=4)
     out = tmp_path / "r"
     LocalExecutor().run(cfg, out).store.close()
     with ResultStore(out) as store:  # drop one row of the second cell
@@ -101,8 +73,8 @@ def test_plan_counts_stored_rows_and_missing_cells(ckpt, tmp_path):
     assert len(plan.cells) == 2 and len(missing) == 1 and key in missing[0].keys
 
 
-def test_dry_run_counts_the_grid_and_estimates_hours(ckpt, tmp_path, capsys):
-    cfg = grid(ckpt)
+def test_dry_run_counts_the_grid_and_estimates_hours(small_ckpt, tmp_path, capsys):
+    cfg = grid(small_ckpt)
     text, sizes = dry_run(cfg, tmp_path / "none", throughput=10.0)
     (s,) = sizes
     assert (s.cells, s.samples, s.rows, s.stored) == (3, 5, 30, 0)
@@ -115,7 +87,17 @@ def test_dry_run_counts_the_grid_and_estimates_hours(ckpt, tmp_path, capsys):
     assert not (tmp_path / "none").exists()
     # the CLI: prints the grid, writes nothing
     out = tmp_path / "cli"
-    argv = ["evaluate", "--model", ckpt, "--data", "phantom-derm", "--size", "16", "--n", "20"]
+    argv = [
+        "evaluate",
+        "--model",
+        small_ckpt,
+        "--data",
+        "phantom-derm",
+        "--size",
+        "16",
+        "--n",
+        "20",
+    ]
     argv += ["--split", "all", "--limit", "5", "--batch-size", "2", "--attack", "asma:steps=3"]
     argv += ["-o", str(out), "--dry-run", "--throughput", "10", "--executor", "ray"]
     assert main(argv) == 0
@@ -155,15 +137,15 @@ def test_executor_settings_are_checked():
         (["--executor", "ray", "--device", "cuda", "--dry-run"], "needs --gpus-per-task > 0"),
     ],
 )
-def test_cli_rejects_bad_executor_flags_before_work(ckpt, tmp_path, capsys, extra, message):
+def test_cli_rejects_bad_executor_flags_before_work(small_ckpt, tmp_path, capsys, extra, message):
     out = tmp_path / "o"
-    argv = ["evaluate", "--model", ckpt, "--data", "phantom-derm", "-o", str(out), *extra]
+    argv = ["evaluate", "--model", small_ckpt, "--data", "phantom-derm", "-o", str(out), *extra]
     usage_error(argv)
     assert message in capsys.readouterr().err
     assert not (out / "results.sqlite").exists()
 
 
-def test_missing_ray_names_the_extra(ckpt, tmp_path, monkeypatch, capsys):
+def test_missing_ray_names_the_extra(small_ckpt, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ImportError, match=r"segshield\[ray\]"):
         get_executor(ExecutorSettings(kind="ray"))
@@ -171,13 +153,13 @@ def test_missing_ray_names_the_extra(ckpt, tmp_path, monkeypatch, capsys):
 
     with pytest.raises(ImportError, match=r"segshield\[ray\]"):
         RayTableScorer()
-    argv = ["evaluate", "--model", ckpt, "--data", "phantom-derm", "--executor", "ray"]
+    argv = ["evaluate", "--model", small_ckpt, "--data", "phantom-derm", "--executor", "ray"]
     usage_error([*argv, "-o", str(tmp_path / "o")])
     assert "pip install 'segshield[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "o" / "results.sqlite").exists()
 
 
-def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, capsys):
+def test_reproduce_and_tune_dry_runs_train_and_write_nothing(small_ckpt, tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
@@ -205,7 +187,7 @@ def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, cap
     assert "fgsm:eps=0.03 (adaptive): 6 image-iterations" in printed
     assert not out.exists() and not (cache / "models").exists()  # nothing trained
     table = tmp_path / "t.json"
-    argv = ["tune", "--model", ckpt.removesuffix(".safetensors"), "--data", "phantom-derm"]
+    argv = ["tune", "--model", small_ckpt.removesuffix(".safetensors"), "--data", "phantom-derm"]
     argv += ["--size", "16", "--limit", "6", "--attack", "asma:steps=5", "--budget", "10"]
     argv += ["--jpeg", "75", "-o", str(table), "--dry-run", "--throughput", "2"]
     assert main(argv) == 0
@@ -215,7 +197,7 @@ def test_reproduce_and_tune_dry_runs_train_and_write_nothing(ckpt, tmp_path, cap
     assert not table.exists()
 
 
-def test_reproduce_evaluation_reports_failed_cells_after_the_report(ckpt, tmp_path):
+def test_reproduce_evaluation_reports_failed_cells_after_the_report(small_ckpt, tmp_path):
     from segshield.evaluation import demo
     from segshield.evaluation.executor import GridOutcome
 
@@ -234,7 +216,7 @@ def test_reproduce_evaluation_reports_failed_cells_after_the_report(ckpt, tmp_pa
         adaptive="fgsm:eps=0.03",
         defenses=("median:k=3",),
     )
-    args = ([ckpt], ["phantom-derm"], settings, tmp_path, "t", "cpu")
+    args = ([small_ckpt], ["phantom-derm"], settings, tmp_path, "t", "cpu")
     with pytest.raises(ValueError, match=r"1 cell\(s\) failed for good: .*samples a, b \(bad\)"):
         demo._evaluate(*args, OneCellFails())
     assert (tmp_path / "report.html").is_file()  # written before the error

@@ -25,9 +25,9 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
+from _grid import grid  # noqa: E402  (tests/_grid.py)
 from segshield.cli.main import main  # noqa: E402
 from segshield.evaluation.cells import row_key  # noqa: E402
-from segshield.evaluation.config import EvalConfig  # noqa: E402
 from segshield.evaluation.executor import ExecutorSettings, LocalExecutor  # noqa: E402
 from segshield.evaluation.ray_executor import RayExecutor  # noqa: E402
 
@@ -52,33 +52,6 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from segshield.models import build_model, save
-
-    torch.manual_seed(0)
-    stem = tmp_path_factory.mktemp("model") / "tiny"
-    save(build_model("small", num_classes=1, width=2), stem)
-    return str(stem.with_suffix(".safetensors"))
-
-
-def grid(ckpt: str, **kw) -> EvalConfig:
-    settings = dict(
-        models=[ckpt],
-        datasets=["phantom-derm"],
-        size=16,
-        n=20,
-        split="all",
-        limit=6,
-        batch_size=2,
-        attacks=["asma:steps=3"],
-        adaptive=["fgsm:eps=0.03"],
-        defenses=["fr:pd=30,ac=5,gd=60", "median:k=3"],
-    )
-    settings.update(kw)
-    return EvalConfig(**settings)
-
-
 def rows_of(outcome) -> dict:
     try:
         return {row_key(r): r for r in outcome.store.rows()}
@@ -86,8 +59,8 @@ def rows_of(outcome) -> dict:
         outcome.store.close()
 
 
-def test_same_rows_as_the_local_executor(cluster, ckpt, tmp_path):
-    cfg = grid(ckpt, worst_case=True)
+def test_same_rows_as_the_local_executor(cluster, small_ckpt, tmp_path):
+    cfg = grid(small_ckpt, worst_case=True, limit=6)
     local = rows_of(LocalExecutor().run(cfg, tmp_path / "local"))
     outcome = RayExecutor(ExecutorSettings(kind="ray")).run(cfg, tmp_path / "ray")
     assert outcome.failed == [] and outcome.cells == 3
@@ -139,8 +112,8 @@ def _kill_first_busy_worker(killed: list[int], stop: threading.Event) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_is_retried_and_rows_land_once(cluster, ckpt, tmp_path):
-    cfg = grid(ckpt, attacks=["asma:steps=40"], limit=8)
+def test_killed_worker_is_retried_and_rows_land_once(cluster, small_ckpt, tmp_path):
+    cfg = grid(small_ckpt, attacks=["asma:steps=40"], limit=8)
     killed: list[int] = []
     stop = threading.Event()
     killer = threading.Thread(target=_kill_first_busy_worker, args=(killed, stop))
@@ -158,11 +131,11 @@ def test_killed_worker_is_retried_and_rows_land_once(cluster, ckpt, tmp_path):
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 8 * 6
 
 
-def _argv(ckpt: str, out: Path, *extra: str) -> list[str]:
+def _argv(small_ckpt: str, out: Path, *extra: str) -> list[str]:
     return [
         "evaluate",
         "--model",
-        ckpt,
+        small_ckpt,
         "--data",
         "phantom-derm",
         "--size",
@@ -195,10 +168,10 @@ def _stored(db: Path) -> int:
         return 0
 
 
-def test_killed_driver_resumes_without_recomputing(cluster, ckpt, tmp_path, caplog):
+def test_killed_driver_resumes_without_recomputing(cluster, small_ckpt, tmp_path, caplog):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(SRC), "SEGSHIELD_PROGRESS": "0"}
-    argv = _argv(ckpt, out, "--executor", "ray", "--ray-address", cluster)
+    argv = _argv(small_ckpt, out, "--executor", "ray", "--ray-address", cluster)
     driver = subprocess.Popen(
         [sys.executable, "-m", "segshield", "-q", *argv],
         env=env,
@@ -237,11 +210,13 @@ def _folder_with_a_bad_image(root: Path) -> None:
         Image.fromarray(mask).save(root / "masks" / f"s{i}.png")
 
 
-def test_cell_failing_for_good_is_reported_the_rest_completes(cluster, ckpt, tmp_path, caplog):
+def test_cell_failing_for_good_is_reported_the_rest_completes(
+    cluster, small_ckpt, tmp_path, caplog
+):
     data = tmp_path / "data"
     _folder_with_a_bad_image(data)
     out = tmp_path / "run"
-    argv = ["-q", "evaluate", "--model", ckpt, "--data", f"folder:{data}", "--split", "all"]
+    argv = ["-q", "evaluate", "--model", small_ckpt, "--data", f"folder:{data}", "--split", "all"]
     argv += ["--batch-size", "2", "--attack", "fgsm:eps=0.03", "--defense", "median:k=3"]
     argv += ["--untargeted", "-o", str(out), "--executor", "ray"]
     with caplog.at_level(logging.ERROR):
@@ -277,10 +252,17 @@ def test_tune_with_ray_picks_the_local_table(cluster, tmp_path):
     assert torch.equal(remote.table, local.table)
 
 
-def test_tune_cli_with_ray_writes_the_local_table(cluster, ckpt, tmp_path):
+def test_tune_cli_with_ray_writes_the_local_table(cluster, small_ckpt, tmp_path):
     import json
 
-    argv = ["-q", "tune", "--model", ckpt.removesuffix(".safetensors"), "--data", "phantom-derm"]
+    argv = [
+        "-q",
+        "tune",
+        "--model",
+        small_ckpt.removesuffix(".safetensors"),
+        "--data",
+        "phantom-derm",
+    ]
     argv += ["--size", "16", "--limit", "6", "--attack", "fgsm:eps=0.03", "--budget", "10"]
     argv += ["--jpeg", "75", "--channel-scales", "1,2"]
     codes, tables = [], []

@@ -254,8 +254,9 @@ class Evaluator:
         # RGB tables go to the table scorer (Ray tasks) when there is one; YCbCr candidates,
         # and every candidate without a scorer, are scored here through their own FR
         n, kw = self.images.shape[0], {"pad": self.pad, "batch_size": self.batch_size}
-        remote = [i for i, c in enumerate(todo) if c.space == "rgb" and self.scorer is not None]
-        local = [i for i in range(len(todo)) if i not in set(remote)]
+        on_scorer = [c.space == "rgb" and self.scorer is not None for c in todo]
+        remote = [i for i, flag in enumerate(on_scorer) if flag]
+        local = [i for i, flag in enumerate(on_scorer) if not flag]
         benign = torch.empty(len(todo), n, dtype=torch.float64)
         rec = torch.empty(len(todo), n, dtype=torch.float64)
         if remote:
