@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from segshield.attacks import make_targets
@@ -66,3 +67,31 @@ def test_the_whole_photograph_fails_both_checks():
     masks = _demo_masks("full", settings)
     assert max(_rows(m >= 1) for m in masks) < 16
     assert min(_overlaps(masks[: settings.n_eval], settings.seed)) == 0
+
+
+def test_demo_epochs_per_data_set(tmp_path, monkeypatch):
+    """``epochs=None`` trains each set for its own number (the fundus model longer, for its
+    CDR); an explicit ``epochs`` applies to every set; the epochs join the cache key."""
+    from segshield import training
+    from segshield.evaluation import demo
+
+    seen: list[int] = []
+
+    def fake_train(model, train, val, *, epochs, out, **kw):
+        seen.append(epochs)
+        from segshield.models.checkpoint import save
+
+        save(model, out)
+        return {"best_scores": {}}
+
+    monkeypatch.setattr(training, "train_segmentation", fake_train)
+    small = {"size": 16, "width": 2, "n_train": 8}
+    paths = [demo.cached_model(d, DemoSettings(**small), tmp_path) for d in DEMO_DATASETS]
+    assert seen == [demo.DEMO_EPOCHS[d] for d in DEMO_DATASETS] == [15, 30]
+    again = demo.cached_model(DEMO_DATASETS[1], DemoSettings(**small, epochs=30), tmp_path)
+    assert again == paths[1] and len(seen) == 2  # same settings, same cached file
+    demo.cached_model(DEMO_DATASETS[1], DemoSettings(**small, epochs=2), tmp_path)
+    assert seen[-1] == 2
+    assert DemoSettings(epochs=7).epochs_for("phantom-derm") == 7
+    with pytest.raises(ValueError, match="epochs"):
+        DemoSettings(epochs=0)

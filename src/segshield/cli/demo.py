@@ -45,7 +45,7 @@ def add_protocol_arguments(p: argparse.ArgumentParser, *, first: bool = False) -
     common.add_size(p, "image side (demo 64)")
     p.add_argument("--model", help="architecture (demo: unet)")
     p.add_argument("--width", type=int, help="model width (16)")
-    p.add_argument("--epochs", type=int, help="training epochs (demo 15)")
+    p.add_argument("--epochs", type=int, help="training epochs (demo: 15 dermoscopy, 30 fundus)")
     p.add_argument("--n-train", type=int, help="load_dataset(n=) for training and evaluation")
     if first:
         common.add_limit(p, "evaluated images, default the protocol's,")
