@@ -64,7 +64,7 @@ DEMO_DATASETS = ("phantom-derm", "phantom-fundus-roi")
 #: Training epochs of the demo's models per data set (``DemoSettings(epochs=None)``); other
 #: data sets get :data:`DEFAULT_EPOCHS`. The fundus model's vertical cup-to-disc ratio needs
 #: the longer training: its clean CDR error on the 8 evaluated images was 0.059 after 15
-#: epochs and is 0.028 after 30 (0.074 and 0.052 on all 30 validation images).
+#: epochs and is 0.040 after 30 (0.074 and 0.048 on all 30 validation images; 2 threads).
 DEMO_EPOCHS = {"phantom-derm": 15, "phantom-fundus-roi": 30}
 DEFAULT_EPOCHS = 15
 #: ``segshield reproduce --dataset`` names (:data:`segshield.choices.REPRODUCE_DATASETS`)
