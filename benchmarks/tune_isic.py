@@ -17,11 +17,12 @@ model is more confident on them and their benign losses are lower). This script:
    split, to see whether any beats the paper's table there (``--no-heldout-all`` skips
    that); ``--space rgb,ycbcr`` also searches FR on luma and chroma, and ``--jpeg``
    names the JPEG qualities reported beside it on the same held-out images;
-4. with ``--eval-limit N``, runs ``segshield evaluate`` on the first N validation
-   images with the paper's table, the best table of each colour space and every JPEG
-   quality, under ``--eval-attack`` (e.g. ASMA with the paper's settings) and the
-   adaptive ``--eval-adaptive`` (default PGD 8/255 through each defence, BPDA), into
-   ``WORKDIR/isic_eval`` (results store and summary).
+4. with ``--eval-limit N``, runs ``segshield evaluate`` with the paper's table, the best
+   table of each colour space and every JPEG quality: the adaptive ``--eval-adaptive``
+   (default PGD 8/255 through each defence, BPDA) on N validation images into
+   ``WORKDIR/isic_eval``, and, unless ``--eval-attack`` is ``none``, that attack (e.g. ASMA
+   with the paper's settings) on ``--eval-attack-limit`` of them into
+   ``WORKDIR/isic_eval_attack`` (each a seeded random subset; results store and summary).
 
 Each command is logged; ``WORKDIR/isic_paper.json`` (and ``isic_bound.json``) hold the
 results. Skips (exit 0 with a message) when the data set is absent.
@@ -30,7 +31,8 @@ Usage::
 
     SEGSHIELD_SHARED_DATA=../shared/data python benchmarks/tune_isic.py --workdir runs/isic
     SEGSHIELD_SHARED_DATA=../shared/data python benchmarks/tune_isic.py --workdir runs/isic \
-        --space rgb,ycbcr --jpeg 30,40,50,60,70,80,90 --eval-limit 50
+        --space rgb,ycbcr --jpeg 30,40,50,60,70,80,90 --bound 0.01 --eval-limit 150 \
+        --eval-attack "asma:steps=1001,tau=1e-7,beta=1e-6" --eval-attack-limit 16
 """
 
 from __future__ import annotations
