@@ -137,6 +137,10 @@ def test_analyze_writes_json_heatmaps_and_html(checkpoint, tmp_path):
         (["--channel-scales", "0,1"], "--channel-scales"),
         (["--channel-scales", ""], "--channel-scales: expected at least one factor"),
         (["--device", "tpu"], "--device: expected auto, cpu, cuda or cuda:N"),
+        (["--space", "lab"], "--space: expected one of 'rgb', 'ycbcr'"),
+        (["--space", ","], "--space: expected one or more of"),
+        (["--subsample", "422"], "--subsample: expected one of '444', '420'"),
+        (["--chroma-scales", "0"], "--chroma-scales"),
     ],
 )
 def test_tune_validate_rejects_bad_arguments(checkpoint, tmp_path, capsys, extra, message):
