@@ -84,6 +84,24 @@ def test_undefended_target_iou_grows_with_eps_as_known(ramp_results):
     assert [p["attack_target_iou"] for p in same] == pytest.approx(ious)
 
 
+def test_target_iou_after_the_defence_is_the_mean_of_the_stored_rows(ramp_results):
+    """recovered_target_iou: per point, the plain mean of the stored per-sample values; for
+    no defence it equals the attack's own target IoU."""
+    with ResultStore(ramp_results, readonly=True) as store:
+        rows = store.rows()
+    points = curve_points(summarize(rows))
+    for p in points:
+        own = [
+            r["recovered_target_iou"]
+            for r in rows
+            if (r["attack"], r["defense"], bool(r["adaptive"]))
+            == (p["attack"], p["defense"], p["adaptive"])
+        ]
+        assert len(own) == 2 and p["recovered_target_iou"] == pytest.approx(sum(own) / 2)
+        if p["defense"] == "none":
+            assert p["recovered_target_iou"] == pytest.approx(p["attack_target_iou"])
+
+
 def test_curve_points_have_the_documented_keys_and_families(ramp_results):
     with ResultStore(ramp_results, readonly=True) as store:
         points = curve_points(summarize(store.rows()))
@@ -115,7 +133,15 @@ def test_families_star_only_the_keys_that_vary():
 def test_curve_points_skip_none_worst_case_and_keep_nan():
     base = dict(model="m", dataset="d", adaptive=0, defense="fr", n=3)
     rows = [
-        {**base, "attack": "pgd:eps=2/255", "linf": 0.008, "l2": 1.0, "recovered_dice": 0.5},
+        {
+            **base,
+            "attack": "pgd:eps=2/255",
+            "linf": 0.008,
+            "l2": 1.0,
+            "recovered_dice": 0.5,
+            "attack_target_iou": 0.6,
+            "recovered_target_iou": 0.2,
+        },
         {**base, "attack": "pgd:eps=1/255", "linf": 0.004, "l2": 0.5, "recovered_dice": 0.7},
         {**base, "attack": "none", "linf": math.nan},
         {**base, "attack": "worst-case", "linf": 0.008},
@@ -123,13 +149,16 @@ def test_curve_points_skip_none_worst_case_and_keep_nan():
     points = curve_points(rows)
     assert [p["attack"] for p in points] == ["pgd:eps=1/255", "pgd:eps=2/255"]
     assert math.isnan(points[0]["attack_target_iou"])  # untargeted: no target IoU
+    assert math.isnan(points[0]["recovered_target_iou"])
+    assert (points[1]["attack_target_iou"], points[1]["recovered_target_iou"]) == (0.6, 0.2)
     assert points[0]["adaptive"] is False
 
 
 def test_curves_figure_draws_four_panels_dashed_when_adaptive():
     def line(d, ad):
         return dict(defense=d, adaptive=ad, linf=[0.01, 0.02, math.nan], l2=[1.0, 2.0, 3.0],
-                    recovered_dice=[0.9, 0.5, 0.2], attack_target_iou=[0.1, 0.4, 0.8])  # fmt: skip
+                    recovered_dice=[0.9, 0.5, 0.2],
+                    recovered_target_iou=[0.1, 0.4, 0.8])  # fmt: skip
 
     fig = curves_figure("m / d / pgd:eps=*", [line("fr", False), line("fr", True)])
     assert len(fig.axes) == 4
@@ -139,6 +168,10 @@ def test_curves_figure_draws_four_panels_dashed_when_adaptive():
     assert len(fig.axes[2].lines[0].get_xdata()) == 3  # L2 panel keeps it
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["fr", "fr (adaptive)"]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [0.1, 0.4]  # target IoU after FR
+    assert fig.axes[1].get_ylabel() == "target IoU after the defence"
+    under = curves_figure("t", [line("fr", False), line("none", False)]).axes[0].lines
+    assert under[1].get_zorder() < under[0].get_zorder()  # no defence beneath FR
     with pytest.raises(ValueError, match="one length"):
         curves_figure("t", [dict(line("fr", False), l2=[1.0])])
 
@@ -170,9 +203,8 @@ def test_cli_report_json_curves(ramp_results, capsys):
         expected = curve_points(summarize(store.rows()))
     assert len(points) == len(expected) == 4 * len(EPS)
     assert [tuple(p) for p in points] == [CURVE_KEYS] * len(points)
-    assert [p["attack_target_iou"] for p in points] == pytest.approx(
-        [p["attack_target_iou"] for p in expected]
-    )
+    for key in ("attack_target_iou", "recovered_target_iou"):
+        assert [p[key] for p in points] == pytest.approx([p[key] for p in expected])
     # --format json alone: the summary rows, as before
     assert main(["report", str(ramp_results), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -5,7 +5,8 @@ its figures as PDF and PNG in ``report_figures/``; ``--format md|csv|json`` prin
 summary rows (full precision for csv and json). ``--format json --curves`` prints the
 robustness-curve points of the run's attack sweeps instead (a JSON list; each point:
 model, dataset, attack, defense, adaptive, linf, l2, recovered_dice, attack_target_iou,
-and the sweep's family and n; :func:`segshield.evaluation.curves.curve_points`).
+recovered_target_iou (after the defence), and the sweep's family and n;
+:func:`segshield.evaluation.curves.curve_points`).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ specs with the same attack name and the same keys, the keys whose values differ 
 them replaced by ``*`` (``pgd:eps=*,steps=10``). A family of two or more attacks is a
 curve: :func:`curve_points` gives one point per (model, dataset, family, defence,
 adaptive, attack), x = the achieved mean L-inf and L2 of the adversarial images (after
-the 8-bit round trip, as stored), y = the mean recovered Dice and the attack's target IoU
-(of the bare model on the adversarial image), sorted by L-inf. :func:`curve_section`
-draws one figure per (model, dataset, family) for the HTML report.
+the 8-bit round trip, as stored), y = the mean recovered Dice, the attack's target IoU
+(of the bare model on the adversarial image) and the target IoU after the defence (of the
+model on the defended adversarial image: how much of the attack's goal survives that
+defence), sorted by L-inf. :func:`curve_section` draws one figure per (model, dataset,
+family) for the HTML report.
 
 Two differently set attacks of one name and key set (``pgd:eps=4/255,steps=10`` and
 ``pgd:eps=8/255,steps=40``) fall into one family with both keys starred; run such
@@ -39,6 +41,7 @@ CURVE_KEYS = (
     "l2",
     "recovered_dice",
     "attack_target_iou",
+    "recovered_target_iou",
     "family",
     "n",
 )
@@ -144,7 +147,7 @@ def _lines(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         line["points"].append(p)
     for line in lines.values():
-        for key in ("linf", "l2", "recovered_dice", "attack_target_iou"):
+        for key in ("linf", "l2", "recovered_dice", "recovered_target_iou"):
             line[key] = [float(p[key]) for p in line["points"]]
         del line["points"]
     return list(lines.values())
@@ -168,12 +171,12 @@ def curve_section(
     if not points:
         return []
     parts = [
-        "<h2>Robustness curves</h2><p>Per attack sweep: recovered Dice and the attack's "
-        "target IoU (bare model) against the achieved mean L-inf and L2 of the adversarial "
-        "images; one line per defence, dashed where the attack ran through the defence "
-        "(adaptive). Points are means over the samples. A non-adaptive attack is computed "
-        "once on the bare model, so its target IoU is the same for every defence (the "
-        "lines lie on each other).</p>"
+        "<h2>Robustness curves</h2><p>Per attack sweep: recovered Dice and the target IoU "
+        "after the defence (the model on the defended adversarial image; for no defence, "
+        "the attack's own target IoU) against the achieved mean L-inf and L2 of the "
+        "adversarial images; one line per defence, dashed where the attack ran through the "
+        "defence (adaptive). Points are means over the samples. A lower target IoU after "
+        "a defence means less of the attack's goal survives it.</p>"
     ]
     figs: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for p in points:

@@ -1,4 +1,5 @@
-"""The robustness-curve figure: recovered Dice and target IoU against perturbation size.
+"""The robustness-curve figure: recovered Dice and target IoU after the defence against
+perturbation size.
 
 Drawn in :data:`~segshield.plotting.STYLE`; see :mod:`segshield.plotting.base` for output.
 """
@@ -19,23 +20,30 @@ __all__ = ["curves_figure", "CURVE_PANELS"]
 #: ``(x key, y key, x label, y label)`` of the four panels, row by row.
 CURVE_PANELS = (
     ("linf", "recovered_dice", "mean L-inf of the perturbation", "recovered Dice"),
-    ("linf", "attack_target_iou", "mean L-inf of the perturbation", "attack target IoU"),
+    (
+        "linf",
+        "recovered_target_iou",
+        "mean L-inf of the perturbation",
+        "target IoU after the defence",
+    ),
     ("l2", "recovered_dice", "mean L2 of the perturbation", "recovered Dice"),
-    ("l2", "attack_target_iou", "mean L2 of the perturbation", "attack target IoU"),
+    ("l2", "recovered_target_iou", "mean L2 of the perturbation", "target IoU after the defence"),
 )
 
 
 def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
-    """Four panels: recovered Dice and target IoU (y) against mean L-inf and L2 (x).
+    """Four panels: recovered Dice and target IoU after the defence (y) against mean
+    L-inf and L2 (x).
 
     One line per entry of ``lines``; colour = defence, solid for an attack on the bare
-    model, dashed for an adaptive one (through the defence). Points whose x or y is NaN
-    are left out of their panel. y is clipped to ``[0, 1]``.
+    model, dashed for an adaptive one (through the defence); the lines of no defence
+    (``none``) lie beneath the others, so a defence that changes nothing stays visible.
+    Points whose x or y is NaN are left out of their panel. y is clipped to ``[0, 1]``.
 
     Args:
         title: caption.
         lines: dicts with ``defense`` (str), ``adaptive`` (bool) and equal-length
-            lists ``linf``, ``l2``, ``recovered_dice``, ``attack_target_iou``
+            lists ``linf``, ``l2``, ``recovered_dice``, ``recovered_target_iou``
             (sorted by the sweep, e.g. by L-inf).
 
     Returns:
@@ -46,14 +54,14 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
 
     Example:
         >>> line = dict(defense="fr", adaptive=False, linf=[0.01, 0.02], l2=[1.0, 2.0],
-        ...             recovered_dice=[0.8, 0.6], attack_target_iou=[0.3, float("nan")])
+        ...             recovered_dice=[0.8, 0.6], recovered_target_iou=[0.3, float("nan")])
         >>> fig = curves_figure("m / d / pgd:eps=*", [line])
         >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]
         (4, ['fr'])
     """
     import matplotlib
 
-    keys = ("linf", "l2", "recovered_dice", "attack_target_iou")
+    keys = ("linf", "l2", "recovered_dice", "recovered_target_iou")
     for line in lines:
         if len({len(line[k]) for k in keys}) != 1:
             raise ValueError(
@@ -83,6 +91,7 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
                     marker="o",
                     ms=4,
                     lw=1.5,
+                    zorder=1.5 if line["defense"] == "none" else 2.5,
                 )
                 handles.setdefault(label, h)
             ax.set_xlabel(xlabel)
