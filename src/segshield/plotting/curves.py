@@ -1,5 +1,6 @@
-"""The robustness-curve figure: recovered Dice and target IoU after the defence against
-perturbation size.
+"""The robustness-curve figure: recovered Dice and target IoU against perturbation size.
+
+The target IoU is the one after the defence (``recovered_target_iou``).
 
 Drawn in :data:`~segshield.plotting.STYLE`; see :mod:`segshield.plotting.base` for output.
 """
@@ -32,8 +33,7 @@ CURVE_PANELS = (
 
 
 def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
-    """Four panels: recovered Dice and target IoU after the defence (y) against mean
-    L-inf and L2 (x).
+    """Four panels: recovered Dice and target IoU after the defence against L-inf and L2.
 
     One line per entry of ``lines``; colour = defence, solid for an attack on the bare
     model, dashed for an adaptive one (through the defence); the lines of no defence
