@@ -137,8 +137,8 @@ def curves_json(points: Iterable[Mapping[str, Any]]) -> str:
     return format_summary(list(points), "json")
 
 
-def _lines(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One line per (defence, adaptive) of one family: its x and y values."""
+def _lines(points: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One line per (defence, adaptive) of one family: its values under ``keys``."""
     lines: dict[tuple[str, bool], dict[str, Any]] = {}
     for p in points:
         line = lines.setdefault(
@@ -147,7 +147,7 @@ def _lines(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         line["points"].append(p)
     for line in lines.values():
-        for key in ("linf", "l2", "recovered_dice", "recovered_target_iou"):
+        for key in keys:
             line[key] = [float(p[key]) for p in line["points"]]
         del line["points"]
     return list(lines.values())
@@ -165,7 +165,7 @@ def curve_section(
     Returns:
         HTML fragments; empty when the run holds no sweep.
     """
-    from segshield.plotting.curves import curves_figure
+    from segshield.plotting.curves import LINE_KEYS, curves_figure
 
     points = curve_points(summary)
     if not points:
@@ -182,6 +182,6 @@ def curve_section(
     for p in points:
         figs.setdefault((p["model"], p["dataset"], p["family"]), []).append(p)
     for (model, dataset, family), members in figs.items():
-        fig = curves_figure(f"{model} / {dataset} / {family}", _lines(members))
+        fig = curves_figure(f"{model} / {dataset} / {family}", _lines(members, LINE_KEYS))
         parts.append(embed(f"curves_{model}_{dataset}_{family}", fig))
     return parts

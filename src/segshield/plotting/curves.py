@@ -16,7 +16,7 @@ from segshield.plotting.base import _style, new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["curves_figure", "CURVE_PANELS"]
+__all__ = ["curves_figure", "CURVE_PANELS", "LINE_KEYS"]
 
 #: ``(x key, y key, x label, y label)`` of the four panels, row by row.
 CURVE_PANELS = (
@@ -30,6 +30,8 @@ CURVE_PANELS = (
     ("l2", "recovered_dice", "mean L2 of the perturbation", "recovered Dice"),
     ("l2", "recovered_target_iou", "mean L2 of the perturbation", "target IoU after the defence"),
 )
+#: The lists a line of :func:`curves_figure` holds: the x keys, then the y keys of the panels.
+LINE_KEYS = tuple(dict.fromkeys([p[0] for p in CURVE_PANELS] + [p[1] for p in CURVE_PANELS]))
 
 
 def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
@@ -43,8 +45,8 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
     Args:
         title: caption.
         lines: dicts with ``defense`` (str), ``adaptive`` (bool) and equal-length
-            lists ``linf``, ``l2``, ``recovered_dice``, ``recovered_target_iou``
-            (sorted by the sweep, e.g. by L-inf).
+            lists under :data:`LINE_KEYS` (``linf``, ``l2``, ``recovered_dice``,
+            ``recovered_target_iou``; sorted by the sweep, e.g. by L-inf).
 
     Returns:
         The figure.
@@ -61,11 +63,10 @@ def curves_figure(title: str, lines: Sequence[Mapping[str, Any]]) -> Figure:
     """
     import matplotlib
 
-    keys = ("linf", "l2", "recovered_dice", "recovered_target_iou")
     for line in lines:
-        if len({len(line[k]) for k in keys}) != 1:
+        if len({len(line[k]) for k in LINE_KEYS}) != 1:
             raise ValueError(
-                f"lines: {line['defense']}: expected lists of one length for {', '.join(keys)}"
+                f"lines: {line['defense']}: expected lists of one length for {', '.join(LINE_KEYS)}"
             )
     defences = list(dict.fromkeys(str(line["defense"]) for line in lines))
     cmap = matplotlib.colormaps["tab10"]
